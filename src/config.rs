@@ -1,0 +1,713 @@
+//! Configuration: the TOML file plus overrides from flags and environment, validated up front
+//! into a typed [`Config`]. Every error names the key at fault.
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A key has a value that is not acceptable.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key, e.g. `issuers[0].algorithms`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The file's schema, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    authz_addr: Option<String>,
+    admin_addr: Option<String>,
+    log_level: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    leeway: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_token_lifetime: Option<Duration>,
+    max_token_bytes: Option<usize>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    token: RawTokenSources,
+    #[serde(default)]
+    response: RawResponse,
+    #[serde(default)]
+    replica: RawReplica,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+    data_dir: Option<PathBuf>,
+    key_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenSources {
+    header: Option<String>,
+    cookie: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    realm: Option<String>,
+    #[serde(default)]
+    strip_authorization: bool,
+    #[serde(default)]
+    claim_headers: BTreeMap<String, String>,
+    dynamic_metadata: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplica {
+    #[serde(default, with = "humantime_serde")]
+    max_staleness: Option<Duration>,
+    stale_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    max_entries: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    jwks_file: Option<PathBuf>,
+    jwks_uri: Option<String>,
+    jwks: Option<toml::Value>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    hmac_secret_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    jwks_refresh_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    jwks_min_refresh_interval: Option<Duration>,
+}
+
+/// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--authz-addr` / `JWT_REVOKER_AUTHZ_ADDR`.
+    pub authz_addr: Option<String>,
+    /// `--admin-addr` / `JWT_REVOKER_ADMIN_ADDR`.
+    pub admin_addr: Option<String>,
+    /// `--store-url` / `JWT_REVOKER_STORE_URL`.
+    pub store_url: Option<String>,
+    /// `--log-level` / `JWT_REVOKER_LOG_LEVEL`.
+    pub log_level: Option<String>,
+    /// `JWT_REVOKER_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the ext_authz Check service listens.
+    pub authz_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// A `tracing` filter directive (`info`, `jwt_revoker=debug`, …).
+    pub log_level: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// The longest a token can live; the default lifetime of revocations by identifier.
+    pub max_token_lifetime: Duration,
+    /// Tokens longer than this are refused unread.
+    pub max_token_bytes: usize,
+    /// Where revocations are kept.
+    pub store: StoreConfig,
+    /// Who may use the admin API.
+    pub admin: AdminAuth,
+    /// Where tokens are looked for besides `Authorization: Bearer`.
+    pub token_sources: TokenSources,
+    /// What allow and deny responses carry.
+    pub response: ResponseConfig,
+    /// How the local replica of the revocation set behaves when it falls behind.
+    pub replica: ReplicaConfig,
+    /// Verified-token cache capacity (entries); 0 disables the cache.
+    pub cache_max_entries: u64,
+    /// The trusted issuers.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// Where revocations are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Redis at this URL (`redis://` or `rediss://`), keys under this prefix.
+    Redis {
+        /// The URL.
+        url: String,
+        /// Key prefix.
+        key_prefix: String,
+    },
+    /// The embedded durable file store in this directory.
+    Embedded {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+}
+
+/// Who may use the admin API.
+#[derive(Clone)]
+pub enum AdminAuth {
+    /// Callers must send `authorization: Bearer <token>`.
+    Token(String),
+    /// Anyone may call (explicitly configured; logged loudly at start-up).
+    Open,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::Open => f.write_str("Open"),
+        }
+    }
+}
+
+/// Where tokens are looked for besides `Authorization: Bearer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSources {
+    /// A request header (lowercase) carrying the raw token.
+    pub header: Option<String>,
+    /// A cookie carrying the raw token.
+    pub cookie: Option<String>,
+}
+
+/// What allow and deny responses carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseConfig {
+    /// The `realm` in `WWW-Authenticate`.
+    pub realm: String,
+    /// Remove `authorization` from the request sent upstream.
+    pub strip_authorization: bool,
+    /// Claim name → upstream request header (lowercase).
+    pub claim_headers: BTreeMap<String, String>,
+    /// Put the verified claims into the response's `dynamic_metadata`.
+    pub dynamic_metadata: bool,
+}
+
+/// What a replica does once it has not heard from the store for longer than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Refuse every request (fail closed).
+    Deny,
+    /// Keep answering from the last known revocation set.
+    ServeStale,
+}
+
+/// How the local replica of the revocation set behaves when it falls behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// How long without news from the store before the replica counts as stale.
+    pub max_staleness: Duration,
+    /// What to do when stale.
+    pub stale_policy: StalePolicy,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS file.
+    File(PathBuf),
+    /// A JWKS URL, fetched and cached.
+    Uri(String),
+    /// A JWKS document given inline (as JSON text).
+    Inline(String),
+    /// No JWKS: only an HMAC secret.
+    None,
+}
+
+/// A trusted issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerConfig {
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences; a token's `aud` must contain at least one.
+    pub audiences: Vec<String>,
+    /// Where the public keys come from.
+    pub keys: KeySource,
+    /// Accepted algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// The HMAC secret file, required for and only allowed with HS* algorithms.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// How often a `jwks_uri` is re-fetched.
+    pub jwks_refresh_interval: Duration,
+    /// The least time between two fetches triggered by an unknown `kid`.
+    pub jwks_min_refresh_interval: Duration,
+}
+
+/// The default authorization address.
+pub const DEFAULT_AUTHZ_ADDR: &str = "0.0.0.0:9191";
+/// The default admin address.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9192";
+
+const SUPPORTED_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+impl Config {
+    /// Reads, parses and validates the file at `path`, then applies `overrides`.
+    /// Relative paths in the file are resolved against the file's directory.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base, overrides)
+    }
+
+    /// Parses and validates TOML `text` (named `origin` in errors) with paths relative to `base`.
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::validate(raw, base, overrides)
+    }
+
+    fn validate(raw: RawConfig, base: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let authz_addr = parse_addr(
+            "authz_addr",
+            overrides
+                .authz_addr
+                .as_deref()
+                .or(raw.authz_addr.as_deref())
+                .unwrap_or(DEFAULT_AUTHZ_ADDR),
+        )?;
+        let admin_addr = parse_addr(
+            "admin_addr",
+            overrides
+                .admin_addr
+                .as_deref()
+                .or(raw.admin_addr.as_deref())
+                .unwrap_or(DEFAULT_ADMIN_ADDR),
+        )?;
+        let log_level = overrides
+            .log_level
+            .clone()
+            .or(raw.log_level)
+            .unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| invalid("log_level", format!("not a valid log filter: {e}")))?;
+
+        let leeway = raw.leeway.unwrap_or(Duration::from_secs(30));
+        if leeway > Duration::from_secs(300) {
+            return Err(invalid("leeway", "must be at most 5m"));
+        }
+        let max_token_lifetime = raw
+            .max_token_lifetime
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        if max_token_lifetime.is_zero() {
+            return Err(invalid("max_token_lifetime", "must be greater than zero"));
+        }
+        let max_token_bytes = raw.max_token_bytes.unwrap_or(8192);
+        if !(256..=65536).contains(&max_token_bytes) {
+            return Err(invalid("max_token_bytes", "must be between 256 and 65536"));
+        }
+
+        let store = validate_store(raw.store, base, overrides)?;
+        let admin = validate_admin(raw.admin, base, overrides)?;
+        let token_sources = validate_token_sources(raw.token)?;
+        let response = validate_response(raw.response)?;
+        let replica = validate_replica(raw.replica)?;
+        let cache_max_entries = raw.cache.max_entries.unwrap_or(100_000);
+
+        if raw.issuers.is_empty() {
+            return Err(invalid("issuers", "at least one [[issuers]] entry is required"));
+        }
+        let mut issuers = Vec::with_capacity(raw.issuers.len());
+        for (index, issuer) in raw.issuers.into_iter().enumerate() {
+            let issuer = validate_issuer(index, issuer, base)?;
+            if issuers
+                .iter()
+                .any(|i: &IssuerConfig| i.issuer == issuer.issuer)
+            {
+                return Err(invalid(
+                    format!("issuers[{index}].issuer"),
+                    format!("issuer {:?} is configured twice", issuer.issuer),
+                ));
+            }
+            issuers.push(issuer);
+        }
+
+        Ok(Self {
+            authz_addr,
+            admin_addr,
+            log_level,
+            leeway,
+            max_token_lifetime,
+            max_token_bytes,
+            store,
+            admin,
+            token_sources,
+            response,
+            replica,
+            cache_max_entries,
+            issuers,
+        })
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(key, format!("{value:?} is not an IP:port socket address")))
+}
+
+fn resolve(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+fn validate_store(
+    raw: RawStore,
+    base: &Path,
+    overrides: &Overrides,
+) -> Result<StoreConfig, ConfigError> {
+    let url = overrides.store_url.clone().or(raw.url).filter(|u| !u.is_empty());
+    match url {
+        Some(url) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    "store.url",
+                    "must start with redis:// or rediss:// (or be absent for the embedded store)",
+                ));
+            }
+            redis::Client::open(url.as_str())
+                .map_err(|e| invalid("store.url", format!("not a valid Redis URL: {e}")))?;
+            let key_prefix = raw.key_prefix.unwrap_or_else(|| "jwt-revoker".to_owned());
+            if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
+                return Err(invalid(
+                    "store.key_prefix",
+                    "must be non-empty and contain no braces",
+                ));
+            }
+            Ok(StoreConfig::Redis { url, key_prefix })
+        }
+        None => {
+            if raw.key_prefix.is_some() {
+                return Err(invalid("store.key_prefix", "only applies with store.url"));
+            }
+            let data_dir = resolve(base, raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
+            Ok(StoreConfig::Embedded { data_dir })
+        }
+    }
+}
+
+fn validate_admin(
+    raw: RawAdmin,
+    base: &Path,
+    overrides: &Overrides,
+) -> Result<AdminAuth, ConfigError> {
+    let token = match (&overrides.admin_token, raw.token_file) {
+        (Some(token), _) => Some(token.trim().to_owned()),
+        (None, Some(file)) => {
+            let file = resolve(base, file);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            Some(text.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    match token {
+        Some(token) if token.len() < 16 => Err(invalid(
+            "admin.token_file",
+            "the admin token (file or JWT_REVOKER_ADMIN_TOKEN) must be at least 16 characters",
+        )),
+        Some(token) => Ok(AdminAuth::Token(token)),
+        None if raw.allow_unauthenticated => Ok(AdminAuth::Open),
+        None => Err(invalid(
+            "admin.token_file",
+            "the admin API needs a token: set admin.token_file or JWT_REVOKER_ADMIN_TOKEN \
+             (or admin.allow_unauthenticated = true to run it open)",
+        )),
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn validate_token_sources(raw: RawTokenSources) -> Result<TokenSources, ConfigError> {
+    let header = raw.header.map(|h| h.to_ascii_lowercase());
+    if let Some(header) = &header {
+        if !is_header_name(header) || header == "authorization" {
+            return Err(invalid(
+                "token.header",
+                "must be a header name other than authorization",
+            ));
+        }
+    }
+    if let Some(cookie) = &raw.cookie {
+        let valid = !cookie.is_empty()
+            && cookie
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !valid {
+            return Err(invalid("token.cookie", "must be a cookie name"));
+        }
+    }
+    Ok(TokenSources {
+        header,
+        cookie: raw.cookie,
+    })
+}
+
+fn validate_response(raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
+    let realm = raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned());
+    if realm.is_empty() || realm.bytes().any(|b| b == b'"' || b == b'\\' || !b.is_ascii_graphic() && b != b' ') {
+        return Err(invalid(
+            "response.realm",
+            "must be printable ASCII without quotes or backslashes",
+        ));
+    }
+    let mut claim_headers = BTreeMap::new();
+    for (claim, header) in raw.claim_headers {
+        let header = header.to_ascii_lowercase();
+        let reserved = header.starts_with(':')
+            || matches!(
+                header.as_str(),
+                "authorization" | "host" | "content-length" | "transfer-encoding" | "connection"
+            );
+        if !is_header_name(&header) || reserved {
+            return Err(invalid(
+                format!("response.claim_headers.{claim}"),
+                format!("{header:?} is not a usable header name"),
+            ));
+        }
+        claim_headers.insert(claim, header);
+    }
+    Ok(ResponseConfig {
+        realm,
+        strip_authorization: raw.strip_authorization,
+        claim_headers,
+        dynamic_metadata: raw.dynamic_metadata.unwrap_or(true),
+    })
+}
+
+fn validate_replica(raw: RawReplica) -> Result<ReplicaConfig, ConfigError> {
+    let stale_policy = match raw.stale_policy.as_deref().unwrap_or("deny") {
+        "deny" => StalePolicy::Deny,
+        "serve-stale" => StalePolicy::ServeStale,
+        other => {
+            return Err(invalid(
+                "replica.stale_policy",
+                format!("{other:?} is not one of \"deny\", \"serve-stale\""),
+            ));
+        }
+    };
+    let max_staleness = raw.max_staleness.unwrap_or(Duration::from_secs(30));
+    if max_staleness < Duration::from_secs(1) {
+        return Err(invalid("replica.max_staleness", "must be at least 1s"));
+    }
+    Ok(ReplicaConfig {
+        max_staleness,
+        stale_policy,
+    })
+}
+
+fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerConfig, ConfigError> {
+    let key = |field: &str| format!("issuers[{index}].{field}");
+    let issuer = raw
+        .issuer
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| invalid(key("issuer"), "is required"))?;
+    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+        return Err(invalid(
+            key("audiences"),
+            "at least one non-empty audience is required",
+        ));
+    }
+    if raw.algorithms.is_empty() {
+        return Err(invalid(key("algorithms"), "at least one algorithm is required"));
+    }
+    let mut algorithms = Vec::new();
+    for name in &raw.algorithms {
+        if !SUPPORTED_ALGORITHMS.contains(&name.as_str()) {
+            return Err(invalid(
+                key("algorithms"),
+                format!(
+                    "{name:?} is not supported (one of {})",
+                    SUPPORTED_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        let algorithm = Algorithm::from_str(name)
+            .map_err(|_| invalid(key("algorithms"), format!("{name:?} is not supported")))?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    let wants_hmac = algorithms.iter().any(|a| is_hmac(*a));
+    let wants_public = algorithms.iter().any(|a| !is_hmac(*a));
+    let hmac_secret_file = raw.hmac_secret_file.map(|f| resolve(base, f));
+    match (wants_hmac, &hmac_secret_file) {
+        (true, None) => {
+            return Err(invalid(
+                key("algorithms"),
+                "HS256/HS384/HS512 need an explicitly configured hmac_secret_file",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(invalid(
+                key("hmac_secret_file"),
+                "is only allowed with an HS256/HS384/HS512 algorithm",
+            ));
+        }
+        _ => {}
+    }
+    let sources = [
+        raw.jwks_file.is_some(),
+        raw.jwks_uri.is_some(),
+        raw.jwks.is_some(),
+    ]
+    .into_iter()
+    .filter(|s| *s)
+    .count();
+    if sources > 1 {
+        return Err(invalid(
+            key("jwks_file"),
+            "give only one of jwks_file, jwks_uri, jwks",
+        ));
+    }
+    let keys = if let Some(file) = raw.jwks_file {
+        KeySource::File(resolve(base, file))
+    } else if let Some(uri) = raw.jwks_uri {
+        validate_jwks_uri(&key("jwks_uri"), &uri)?;
+        KeySource::Uri(uri)
+    } else if let Some(inline) = raw.jwks {
+        KeySource::Inline(inline_jwks_json(&key("jwks"), inline)?)
+    } else {
+        KeySource::None
+    };
+    if wants_public && keys == KeySource::None {
+        return Err(invalid(
+            key("jwks_file"),
+            "one of jwks_file, jwks_uri or jwks is required for RS*/PS*/ES*/EdDSA algorithms",
+        ));
+    }
+    Ok(IssuerConfig {
+        issuer,
+        audiences: raw.audiences,
+        keys,
+        algorithms,
+        hmac_secret_file,
+        jwks_refresh_interval: raw
+            .jwks_refresh_interval
+            .unwrap_or(Duration::from_secs(300)),
+        jwks_min_refresh_interval: raw
+            .jwks_min_refresh_interval
+            .unwrap_or(Duration::from_secs(30)),
+    })
+}
+
+/// Whether `algorithm` is an HMAC (shared-secret) algorithm.
+pub fn is_hmac(algorithm: Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    )
+}
+
+fn validate_jwks_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(uri).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid(
+            key,
+            "must be an https:// URL (http:// only for a loopback host)",
+        )),
+    }
+}
+
+fn inline_jwks_json(key: &str, value: toml::Value) -> Result<String, ConfigError> {
+    let json = match value {
+        toml::Value::String(text) => text,
+        table @ toml::Value::Table(_) => serde_json::to_string(&table)
+            .map_err(|e| invalid(key, format!("cannot convert to JSON: {e}")))?,
+        _ => return Err(invalid(key, "must be a JWKS as a JSON string or a TOML table")),
+    };
+    serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&json)
+        .map_err(|e| invalid(key, format!("not a valid JWKS: {e}")))?;
+    Ok(json)
+}

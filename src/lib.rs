@@ -1,0 +1,15 @@
+//! jwt-revoker: mesh-wide revocation of JWT access tokens, answering Envoy's ext_authz Check.
+//!
+//! - [`config`]: the configuration file, validated into a typed `Config`.
+//! - [`token`]: finding the bearer token in a request, verifying it, caching verified tokens.
+//! - [`revocation`]: the revocation model, the `Store` trait, and the in-memory replica.
+//! - [`store`]: the `Store` implementations: Redis and the embedded file store.
+//! - [`authz`]: the ext_authz `Check` service.
+//! - [`admin`]: the admin gRPC API.
+//! - [`server`]: wires the services, ports, health and shutdown together.
+//! - [`cli`]: the command line: `serve` and the admin client commands.
+
+pub mod config;
+pub mod revocation;
+pub mod store;
+pub mod token;

@@ -1,0 +1,3 @@
+//! The `jwt-revoker` binary.
+
+fn main() {}

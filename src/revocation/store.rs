@@ -1,0 +1,118 @@
+//! The `Store` trait that the revocation model needs from durable storage, and its error type.
+//!
+//! Implementations live in `crate::store`; this module owns the contract they meet.
+
+use super::model::{Revocation, RevocationKey};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time; retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with something unexpected, or local storage failed.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// What [`Store::insert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The revocation was newly recorded.
+    New,
+    /// A live revocation with that key already existed; it is returned and was left unchanged.
+    Existing(Revocation),
+}
+
+/// One change in the store's change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A revocation was recorded.
+    Put(Revocation),
+    /// A revocation was removed.
+    Delete(RevocationKey),
+}
+
+/// A position in the change feed, opaque outside the store that issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FeedPosition(pub String);
+
+/// Every live revocation, and the feed position to tail from so that nothing is missed.
+///
+/// The position is taken *before* the revocations are read, so replaying changes after it
+/// may repeat some already in the snapshot; applying a change is idempotent.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The live revocations.
+    pub revocations: Vec<Revocation>,
+    /// Where to tail the feed from.
+    pub position: FeedPosition,
+}
+
+/// The answer to [`Store::changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeBatch {
+    /// Changes after the given position (possibly none), in order, and the new position.
+    Changes(Vec<Change>, FeedPosition),
+    /// The feed no longer holds the given position (trimmed or reset): take a fresh snapshot.
+    Gap,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Live revocations in key order.
+    pub revocations: Vec<Revocation>,
+    /// The cursor for the next page, or `None` at the end.
+    pub next: Option<String>,
+}
+
+/// Durable storage of revocations, with a change feed that replicas follow.
+///
+/// Every method that writes returns only once the write is durable in the store; on error
+/// nothing was written. Expired revocations (`expires_at <= now`) are never returned and are
+/// removed by the store in time.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records `revocation` unless a live one with the same key exists, appending the change
+    /// to the feed in the same atomic step.
+    async fn insert(&self, revocation: &Revocation, now: u64) -> Result<Inserted, StoreError>;
+
+    /// Removes the revocation with this key; `false` if there was none.
+    async fn remove(&self, key: &RevocationKey, now: u64) -> Result<bool, StoreError>;
+
+    /// The live revocation with this key, if any.
+    async fn get(&self, key: &RevocationKey, now: u64) -> Result<Option<Revocation>, StoreError>;
+
+    /// Live revocations in key order, starting after the cursor `after`, at most `limit`.
+    async fn list(&self, after: Option<&str>, limit: usize, now: u64)
+    -> Result<Page, StoreError>;
+
+    /// Every live revocation and the feed position to tail from.
+    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError>;
+
+    /// Changes after `position`, waiting up to `wait` for the first one to arrive.
+    async fn changes(
+        &self,
+        position: &FeedPosition,
+        wait: Duration,
+    ) -> Result<ChangeBatch, StoreError>;
+
+    /// Deletes expired revocations from storage; returns how many.
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+
+    /// `"redis"` or `"embedded"`.
+    fn kind(&self) -> &'static str;
+
+    /// Where the data lives, with any password redacted.
+    fn location(&self) -> String;
+}

@@ -1,0 +1,1 @@
+//! The implementations of [`crate::revocation::Store`]: Redis and the embedded file store.

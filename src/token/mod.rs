@@ -1,0 +1,1 @@
+//! Bearer tokens: finding them in a request, verifying them, caching verified ones.
