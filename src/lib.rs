@@ -9,6 +9,7 @@
 //! - [`server`]: wires the services, ports, health and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
 
+pub mod clock;
 pub mod config;
 pub mod revocation;
 pub mod store;

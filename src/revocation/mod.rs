@@ -2,7 +2,11 @@
 //! answers Check.
 
 pub mod model;
+pub mod replica;
+pub mod set;
 pub mod store;
 
 pub use model::{InvalidRevocation, Revocation, RevocationKey, RevocationKind};
+pub use replica::{Lookup, Replica, ReplicaHealth, ReplicaStatus};
+pub use set::{RevocationSet, TokenIdentity};
 pub use store::{Change, ChangeBatch, FeedPosition, Inserted, Page, Snapshot, Store, StoreError};

@@ -1,0 +1,267 @@
+//! The in-memory revocation set that Check consults: every live revocation, indexed so that
+//! one lookup per kind answers whether a token is covered, with no allocation and no
+//! dependence on how many revocations there are.
+
+use super::model::{Revocation, RevocationKey, RevocationKind};
+use super::store::Change;
+use std::collections::HashMap;
+
+/// What a token presents for the revocation lookup, borrowed from its verified claims.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenIdentity<'a> {
+    /// The token's `iss`.
+    pub issuer: &'a str,
+    /// Its `jti`, or `sha256:<hex>` of its decoded payload.
+    pub token_id: &'a str,
+    /// Its `sid`.
+    pub session: Option<&'a str>,
+    /// Its `sub`.
+    pub subject: Option<&'a str>,
+    /// Its `client_id` (or `azp`).
+    pub client: Option<&'a str>,
+    /// Its `iat`.
+    pub issued_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    revoked_at: u64,
+    expires_at: u64,
+}
+
+/// The revocations of one issuer, one map per kind.
+#[derive(Debug, Default)]
+struct IssuerRevocations {
+    by_kind: [HashMap<Box<str>, Entry>; 4],
+}
+
+fn slot(kind: RevocationKind) -> usize {
+    match kind {
+        RevocationKind::Token => 0,
+        RevocationKind::Session => 1,
+        RevocationKind::Subject => 2,
+        RevocationKind::Client => 3,
+    }
+}
+
+/// Every live revocation, by issuer and kind.
+#[derive(Debug, Default)]
+pub struct RevocationSet {
+    issuers: HashMap<Box<str>, IssuerRevocations>,
+    len: usize,
+}
+
+impl RevocationSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set holding `revocations`, less those expired at `now`.
+    pub fn from_revocations(revocations: impl IntoIterator<Item = Revocation>, now: u64) -> Self {
+        let mut set = Self::new();
+        for revocation in revocations {
+            if !revocation.is_expired(now) {
+                set.insert(&revocation);
+            }
+        }
+        set
+    }
+
+    /// How many revocations it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many revocations of each kind it holds, in [`RevocationKind::ALL`] order.
+    pub fn len_by_kind(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for issuer in self.issuers.values() {
+            for (count, map) in counts.iter_mut().zip(&issuer.by_kind) {
+                *count += map.len();
+            }
+        }
+        counts
+    }
+
+    /// Applies one change from the feed (idempotent).
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Put(revocation) => self.insert(revocation),
+            Change::Delete(key) => self.remove(key),
+        }
+    }
+
+    /// Adds or replaces a revocation.
+    pub fn insert(&mut self, revocation: &Revocation) {
+        let key = &revocation.key;
+        let map = &mut self
+            .issuers
+            .entry(key.issuer.as_str().into())
+            .or_default()
+            .by_kind[slot(key.kind)];
+        let entry = Entry {
+            revoked_at: revocation.revoked_at,
+            expires_at: revocation.expires_at,
+        };
+        if map.insert(key.id.as_str().into(), entry).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Removes a revocation if present.
+    pub fn remove(&mut self, key: &RevocationKey) {
+        let Some(issuer) = self.issuers.get_mut(key.issuer.as_str()) else {
+            return;
+        };
+        if issuer.by_kind[slot(key.kind)]
+            .remove(key.id.as_str())
+            .is_some()
+        {
+            self.len -= 1;
+        }
+        if issuer.by_kind.iter().all(HashMap::is_empty) {
+            self.issuers.remove(key.issuer.as_str());
+        }
+    }
+
+    /// Drops every revocation expired at `now`; returns how many.
+    pub fn purge_expired(&mut self, now: u64) -> usize {
+        let before = self.len;
+        for issuer in self.issuers.values_mut() {
+            for map in &mut issuer.by_kind {
+                map.retain(|_, entry| entry.expires_at > now);
+            }
+        }
+        self.issuers
+            .retain(|_, issuer| !issuer.by_kind.iter().all(HashMap::is_empty));
+        self.len = self
+            .issuers
+            .values()
+            .flat_map(|i| i.by_kind.iter())
+            .map(HashMap::len)
+            .sum();
+        before - self.len
+    }
+
+    /// The kind of the first live revocation that covers the token, if any.
+    ///
+    /// Token and session revocations cover every matching token; subject and client
+    /// revocations cover tokens issued (`iat`) at or before the revocation, and tokens
+    /// without `iat`.
+    pub fn covering(&self, token: &TokenIdentity<'_>, now: u64) -> Option<RevocationKind> {
+        let issuer = self.issuers.get(token.issuer)?;
+        let ids = [
+            Some(token.token_id),
+            token.session,
+            token.subject,
+            token.client,
+        ];
+        RevocationKind::ALL
+            .into_iter()
+            .zip(ids)
+            .find(|(kind, id)| {
+                let Some(entry) = id.and_then(|id| issuer.by_kind[slot(*kind)].get(id)) else {
+                    return false;
+                };
+                if entry.expires_at <= now {
+                    return false;
+                }
+                !kind.covers_by_issue_time()
+                    || token.issued_at.is_none_or(|iat| iat <= entry.revoked_at)
+            })
+            .map(|(kind, _)| kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+
+    fn revocation(kind: RevocationKind, id: &str, revoked_at: u64) -> Revocation {
+        let key = RevocationKey::new("https://idp", kind, id).expect("key");
+        Revocation::new(key, revoked_at, NOW + 3600, "test").expect("revocation")
+    }
+
+    fn alice(iat: Option<u64>) -> TokenIdentity<'static> {
+        TokenIdentity {
+            issuer: "https://idp",
+            token_id: "jti-1",
+            session: Some("sid-1"),
+            subject: Some("alice"),
+            client: Some("web"),
+            issued_at: iat,
+        }
+    }
+
+    #[test]
+    fn empty_set_covers_nothing() {
+        assert_eq!(RevocationSet::new().covering(&alice(Some(NOW)), NOW), None);
+    }
+
+    #[test]
+    fn token_and_session_revocations_cover_regardless_of_issue_time() {
+        for (kind, id) in [(RevocationKind::Token, "jti-1"), (RevocationKind::Session, "sid-1")] {
+            let set = RevocationSet::from_revocations([revocation(kind, id, NOW - 10)], NOW);
+            assert_eq!(set.covering(&alice(Some(NOW)), NOW), Some(kind));
+        }
+    }
+
+    #[test]
+    fn subject_and_client_revocations_cover_only_earlier_tokens() {
+        for (kind, id) in [(RevocationKind::Subject, "alice"), (RevocationKind::Client, "web")] {
+            let set = RevocationSet::from_revocations([revocation(kind, id, NOW)], NOW);
+            assert_eq!(set.covering(&alice(Some(NOW - 1)), NOW), Some(kind));
+            assert_eq!(set.covering(&alice(Some(NOW)), NOW), Some(kind), "same second");
+            assert_eq!(set.covering(&alice(None), NOW), Some(kind), "no iat");
+            assert_eq!(set.covering(&alice(Some(NOW + 1)), NOW), None, "issued after");
+        }
+    }
+
+    #[test]
+    fn revocations_are_scoped_to_their_issuer_and_id() {
+        let set = RevocationSet::from_revocations(
+            [revocation(RevocationKind::Subject, "alice", NOW)],
+            NOW,
+        );
+        let mut other_issuer = alice(None);
+        other_issuer.issuer = "https://other";
+        assert_eq!(set.covering(&other_issuer, NOW), None);
+        let mut bob = alice(None);
+        bob.subject = Some("bob");
+        assert_eq!(set.covering(&bob, NOW), None);
+    }
+
+    #[test]
+    fn expired_revocations_cover_nothing_and_are_purged() {
+        let mut set = RevocationSet::from_revocations(
+            [revocation(RevocationKind::Token, "jti-1", NOW)],
+            NOW,
+        );
+        assert_eq!(set.covering(&alice(None), NOW + 3600), None);
+        assert_eq!(set.purge_expired(NOW + 3600), 1);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn changes_apply_idempotently() {
+        let mut set = RevocationSet::new();
+        let put = Change::Put(revocation(RevocationKind::Session, "sid-1", NOW));
+        set.apply(&put);
+        set.apply(&put);
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.len_by_kind(), [0, 1, 0, 0]);
+        let key = RevocationKey::new("https://idp", RevocationKind::Session, "sid-1").expect("key");
+        set.apply(&Change::Delete(key.clone()));
+        set.apply(&Change::Delete(key));
+        assert!(set.is_empty());
+        assert_eq!(set.covering(&alice(None), NOW), None);
+    }
+}
