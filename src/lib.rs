@@ -9,8 +9,12 @@
 //! - [`server`]: wires the services, ports, health and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
 
+pub mod admin;
+pub mod authz;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod revocation;
+pub mod server;
 pub mod store;
 pub mod token;

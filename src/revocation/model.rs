@@ -83,6 +83,25 @@ pub enum InvalidRevocation {
     ControlCharacters(&'static str),
 }
 
+impl InvalidRevocation {
+    /// The field at fault (`issuer`, `id`, `reason`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Empty(field) | Self::ControlCharacters(field) => field,
+            Self::TooLong { field, .. } => field,
+        }
+    }
+
+    /// What is wrong with it, without the field's name.
+    pub fn problem(&self) -> String {
+        match self {
+            Self::Empty(_) => "must not be empty".to_owned(),
+            Self::TooLong { max, .. } => format!("is longer than {max} bytes"),
+            Self::ControlCharacters(_) => "must not contain control characters".to_owned(),
+        }
+    }
+}
+
 impl RevocationKey {
     /// Builds a key, refusing empty, oversized or control-character identifiers.
     pub fn new(
@@ -199,7 +218,14 @@ mod tests {
 
     #[test]
     fn decode_refuses_garbage() {
-        for bad in ["", "token", "token:5:abc", "nope:1:ab", "token:x:ab", "token:0:"] {
+        for bad in [
+            "",
+            "token",
+            "token:5:abc",
+            "nope:1:ab",
+            "token:x:ab",
+            "token:0:",
+        ] {
             assert_eq!(RevocationKey::decode(bad), None, "{bad:?}");
         }
     }

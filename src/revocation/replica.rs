@@ -89,7 +89,10 @@ impl Replica {
         if !self.health().serving() {
             return Lookup::Unavailable;
         }
-        let set = self.set.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match set.covering(token, now) {
             Some(kind) => Lookup::Revoked(kind),
             None => Lookup::Clear,
@@ -121,12 +124,17 @@ impl Replica {
         }
         let since_epoch = self.epoch.elapsed().as_millis();
         let age = since_epoch.saturating_sub(u128::from(heard));
-        Some(Duration::from_millis(u64::try_from(age).unwrap_or(u64::MAX)))
+        Some(Duration::from_millis(
+            u64::try_from(age).unwrap_or(u64::MAX),
+        ))
     }
 
     /// A summary for status reports.
     pub fn status(&self) -> ReplicaStatus {
-        let set = self.set.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         ReplicaStatus {
             health: self.health(),
             staleness: self.staleness(),
@@ -141,7 +149,9 @@ impl Replica {
     }
 
     fn write_set(&self) -> std::sync::RwLockWriteGuard<'_, RevocationSet> {
-        self.set.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.set
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How long one feed poll may wait: short enough to hear from the store well within the
@@ -152,7 +162,11 @@ impl Replica {
 
     /// Follows the store until `shutdown` turns true: snapshot, then tail the feed; on any
     /// error or gap, back off and take a fresh snapshot. Also drops expired revocations.
-    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_millis(100);
         let mut last_store_purge = Instant::now();
         loop {
@@ -196,7 +210,9 @@ impl Replica {
                         position = next;
                     }
                     Ok(ChangeBatch::Gap) => {
-                        tracing::warn!("replica fell behind the change feed; taking a fresh snapshot");
+                        tracing::warn!(
+                            "replica fell behind the change feed; taking a fresh snapshot"
+                        );
                         break;
                     }
                     Err(error) => {

@@ -208,7 +208,10 @@ mod tests {
 
     #[test]
     fn token_and_session_revocations_cover_regardless_of_issue_time() {
-        for (kind, id) in [(RevocationKind::Token, "jti-1"), (RevocationKind::Session, "sid-1")] {
+        for (kind, id) in [
+            (RevocationKind::Token, "jti-1"),
+            (RevocationKind::Session, "sid-1"),
+        ] {
             let set = RevocationSet::from_revocations([revocation(kind, id, NOW - 10)], NOW);
             assert_eq!(set.covering(&alice(Some(NOW)), NOW), Some(kind));
         }
@@ -216,12 +219,23 @@ mod tests {
 
     #[test]
     fn subject_and_client_revocations_cover_only_earlier_tokens() {
-        for (kind, id) in [(RevocationKind::Subject, "alice"), (RevocationKind::Client, "web")] {
+        for (kind, id) in [
+            (RevocationKind::Subject, "alice"),
+            (RevocationKind::Client, "web"),
+        ] {
             let set = RevocationSet::from_revocations([revocation(kind, id, NOW)], NOW);
             assert_eq!(set.covering(&alice(Some(NOW - 1)), NOW), Some(kind));
-            assert_eq!(set.covering(&alice(Some(NOW)), NOW), Some(kind), "same second");
+            assert_eq!(
+                set.covering(&alice(Some(NOW)), NOW),
+                Some(kind),
+                "same second"
+            );
             assert_eq!(set.covering(&alice(None), NOW), Some(kind), "no iat");
-            assert_eq!(set.covering(&alice(Some(NOW + 1)), NOW), None, "issued after");
+            assert_eq!(
+                set.covering(&alice(Some(NOW + 1)), NOW),
+                None,
+                "issued after"
+            );
         }
     }
 
@@ -241,10 +255,8 @@ mod tests {
 
     #[test]
     fn expired_revocations_cover_nothing_and_are_purged() {
-        let mut set = RevocationSet::from_revocations(
-            [revocation(RevocationKind::Token, "jti-1", NOW)],
-            NOW,
-        );
+        let mut set =
+            RevocationSet::from_revocations([revocation(RevocationKind::Token, "jti-1", NOW)], NOW);
         assert_eq!(set.covering(&alice(None), NOW + 3600), None);
         assert_eq!(set.purge_expired(NOW + 3600), 1);
         assert!(set.is_empty());

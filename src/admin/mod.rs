@@ -1,0 +1,19 @@
+//! The admin API: revoke, unrevoke, inspect.
+//!
+//! - [`pb`]: the generated code for `proto/jwtrevoker/admin/v1/admin.proto`.
+//! - [`revoker`]: the operations on the model, shared by every admin front end.
+//! - [`error`]: admin errors and the one table mapping them to gRPC codes.
+//! - [`auth`]: the bearer admin-token check.
+//! - [`convert`]: between protobuf messages and the model, naming the field at fault.
+//! - [`service`]: the tonic `RevocationAdmin` service.
+
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod pb;
+pub mod revoker;
+pub mod service;
+
+pub use error::AdminError;
+pub use revoker::{RevokeResult, Revoker};
+pub use service::AdminService;

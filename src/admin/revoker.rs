@@ -1,0 +1,224 @@
+//! The revocation operations behind every admin front end (gRPC today): validate, write to the
+//! store (durably, or not at all), and apply to this server's replica at once.
+
+use super::error::AdminError;
+use crate::revocation::{
+    Change, Inserted, Page, Replica, Revocation, RevocationKey, RevocationKind, Store,
+};
+use crate::token::{TimeRule, Verifier};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest page a listing returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// What a revoke did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeResult {
+    /// Newly recorded.
+    Revoked(Revocation),
+    /// Already revoked; this revocation stays in force.
+    AlreadyRevoked(Revocation),
+    /// The token has expired already; nothing stored.
+    AlreadyExpired,
+}
+
+/// Performs revocations against the store and the local replica.
+pub struct Revoker {
+    store: Arc<dyn Store>,
+    replica: Arc<Replica>,
+    verifier: Arc<Verifier>,
+    issuers: HashSet<String>,
+    max_token_lifetime: Duration,
+    leeway: Duration,
+}
+
+impl std::fmt::Debug for Revoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revoker")
+            .field("store", &self.store.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Revoker {
+    /// A revoker writing to `store` and applying to `replica`; `issuers` are the configured
+    /// `iss` values, the only ones revocations may name.
+    pub fn new(
+        store: Arc<dyn Store>,
+        replica: Arc<Replica>,
+        verifier: Arc<Verifier>,
+        issuers: impl IntoIterator<Item = String>,
+        max_token_lifetime: Duration,
+        leeway: Duration,
+    ) -> Self {
+        Self {
+            store,
+            replica,
+            verifier,
+            issuers: issuers.into_iter().collect(),
+            max_token_lifetime,
+            leeway,
+        }
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The local replica.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Checks a key from a request: a configured issuer and a well-formed identifier.
+    pub fn check_key(&self, key: RevocationKey, prefix: &str) -> Result<RevocationKey, AdminError> {
+        let key = RevocationKey::new(key.issuer, key.kind, key.id)
+            .map_err(|e| AdminError::from_invalid_revocation(prefix, &e))?;
+        if !self.issuers.contains(&key.issuer) {
+            return Err(AdminError::invalid(
+                format!("{prefix}issuer"),
+                "is not a configured issuer",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The key that names a raw token: its issuer and `jti` (or payload digest). The token
+    /// must verify (signature, issuer, audience); its expiry is returned, not enforced.
+    pub async fn token_key(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(RevocationKey, u64), AdminError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AdminError::invalid("token", "must not be empty"));
+        }
+        let verified = self.verifier.verify(token, now, TimeRule::Ignore).await?;
+        let key = RevocationKey::new(
+            verified.claims.iss.clone(),
+            RevocationKind::Token,
+            verified.token_id.clone(),
+        )
+        .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
+        Ok((key, verified.claims.exp))
+    }
+
+    /// Revokes a raw token until its `exp` (plus leeway, as long as Check could accept it).
+    pub async fn revoke_token(
+        &self,
+        token: &str,
+        reason: &str,
+        now: u64,
+    ) -> Result<RevokeResult, AdminError> {
+        let (key, exp) = self.token_key(token, now).await?;
+        let expires_at = exp.saturating_add(self.leeway.as_secs());
+        if expires_at <= now {
+            return Ok(RevokeResult::AlreadyExpired);
+        }
+        self.insert(key, now, expires_at, reason).await
+    }
+
+    /// Revokes by key, until `expires_at` or, by default, the longest a token can live.
+    pub async fn revoke_key(
+        &self,
+        key: RevocationKey,
+        expires_at: Option<u64>,
+        reason: &str,
+        now: u64,
+    ) -> Result<RevokeResult, AdminError> {
+        let key = self.check_key(key, "key.")?;
+        let longest = now
+            .saturating_add(self.max_token_lifetime.as_secs())
+            .saturating_add(self.leeway.as_secs());
+        let expires_at = match expires_at {
+            None => longest,
+            Some(at) if at <= now => {
+                return Err(AdminError::invalid("expires_at", "must be in the future"));
+            }
+            Some(at) if at > longest => {
+                return Err(AdminError::invalid(
+                    "expires_at",
+                    "must be within max_token_lifetime (plus leeway) from now",
+                ));
+            }
+            Some(at) => at,
+        };
+        self.insert(key, now, expires_at, reason).await
+    }
+
+    async fn insert(
+        &self,
+        key: RevocationKey,
+        now: u64,
+        expires_at: u64,
+        reason: &str,
+    ) -> Result<RevokeResult, AdminError> {
+        let revocation = Revocation::new(key, now, expires_at, reason)
+            .map_err(|e| AdminError::from_invalid_revocation("", &e))?;
+        match self.store.insert(&revocation, now).await? {
+            Inserted::New => {
+                self.replica.apply_local(&Change::Put(revocation.clone()));
+                tracing::info!(
+                    kind = %revocation.key.kind,
+                    issuer = %revocation.key.issuer,
+                    expires_at = revocation.expires_at,
+                    "revoked"
+                );
+                Ok(RevokeResult::Revoked(revocation))
+            }
+            Inserted::Existing(existing) => Ok(RevokeResult::AlreadyRevoked(existing)),
+        }
+    }
+
+    /// Removes a revocation; false if there was none.
+    pub async fn unrevoke(&self, key: &RevocationKey, now: u64) -> Result<bool, AdminError> {
+        let removed = self.store.remove(key, now).await?;
+        self.replica.apply_local(&Change::Delete(key.clone()));
+        if removed {
+            tracing::info!(kind = %key.kind, issuer = %key.issuer, "unrevoked");
+        }
+        Ok(removed)
+    }
+
+    /// The live revocation with this key.
+    pub async fn get(&self, key: &RevocationKey, now: u64) -> Result<Revocation, AdminError> {
+        self.store
+            .get(key, now)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(key.to_string()))
+    }
+
+    /// A page of live revocations after `cursor` (an encoded key from a previous page).
+    pub async fn list(
+        &self,
+        cursor: Option<&str>,
+        page_size: usize,
+        now: u64,
+    ) -> Result<Page, AdminError> {
+        if let Some(cursor) = cursor
+            && RevocationKey::decode(cursor).is_none()
+        {
+            return Err(AdminError::invalid(
+                "page_token",
+                "is not a valid page token",
+            ));
+        }
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(AdminError::invalid(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE_SIZE}"),
+                ));
+            }
+            n => n,
+        };
+        Ok(self.store.list(cursor, size, now).await?)
+    }
+}

@@ -1,0 +1,238 @@
+//! Turns a [`Decision`] into Envoy's `CheckResponse`: an RFC 6750 denial (401 with
+//! `WWW-Authenticate: Bearer`, or 503 when revocations are unavailable), or an allow that
+//! sets claim headers, can strip `authorization`, and carries the claims as dynamic metadata.
+
+use super::decision::{Decision, Denial};
+use crate::config::ResponseConfig;
+use crate::token::VerifiedToken;
+use envoy_types::ext_authz::v3::pb::{
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::google::rpc;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+
+/// The key under which verified claims appear in the response's dynamic metadata (Envoy puts
+/// it in the `envoy.filters.http.ext_authz` namespace).
+pub const METADATA_CLAIMS_KEY: &str = "jwt_payload";
+/// The longest claim value copied into a request header, in bytes.
+const MAX_CLAIM_HEADER_BYTES: usize = 4096;
+
+/// Builds the `CheckResponse` for a decision.
+pub fn check_response(decision: &Decision, config: &ResponseConfig) -> CheckResponse {
+    match decision {
+        Decision::Allow(token) => allow(token, config),
+        Decision::Deny(denial) => deny(denial, config),
+    }
+}
+
+fn rpc_status(code: tonic::Code, message: &str) -> Option<rpc::Status> {
+    Some(rpc::Status {
+        code: code as i32,
+        message: message.to_owned(),
+        details: Vec::new(),
+    })
+}
+
+fn header(key: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: action.into(),
+        keep_empty_value: false,
+    }
+}
+
+fn allow(token: &VerifiedToken, config: &ResponseConfig) -> CheckResponse {
+    let mut headers = Vec::new();
+    let mut headers_to_remove = Vec::new();
+    for (claim, name) in &config.claim_headers {
+        match token.claims.all.get(claim).and_then(header_value) {
+            Some(value) => headers.push(header(
+                name,
+                value,
+                HeaderAppendAction::OverwriteIfExistsOrAdd,
+            )),
+            // A client must not be able to supply the header itself.
+            None => headers_to_remove.push(name.clone()),
+        }
+    }
+    if config.strip_authorization {
+        headers_to_remove.push("authorization".to_owned());
+    }
+    let dynamic_metadata = config.dynamic_metadata.then(|| Struct {
+        fields: HashMap::from([(
+            METADATA_CLAIMS_KEY.to_owned(),
+            Value {
+                kind: Some(Kind::StructValue(json_object(&token.claims.all))),
+            },
+        )]),
+    });
+    CheckResponse {
+        status: rpc_status(tonic::Code::Ok, ""),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        dynamic_metadata,
+    }
+}
+
+/// A claim as a header value: strings, numbers and booleans as they are, arrays of those
+/// joined with commas; nothing for other shapes or values with control characters.
+fn header_value(claim: &Json) -> Option<String> {
+    let scalar = |value: &Json| match value {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let value = match claim {
+        Json::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    let printable = value.chars().all(|c| !c.is_control());
+    (printable && !value.is_empty() && value.len() <= MAX_CLAIM_HEADER_BYTES).then_some(value)
+}
+
+fn json_object(map: &serde_json::Map<String, Json>) -> Struct {
+    Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_value(v)))
+            .collect(),
+    }
+}
+
+fn json_value(value: &Json) -> Value {
+    let kind = match value {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_value).collect(),
+        }),
+        Json::Object(map) => Kind::StructValue(json_object(map)),
+    };
+    Value { kind: Some(kind) }
+}
+
+fn deny(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
+    let realm = &config.realm;
+    let (http, code, challenge, error, description) = match denial {
+        Denial::NoToken => (
+            HttpStatusCode::Unauthorized,
+            tonic::Code::Unauthenticated,
+            Some(format!("Bearer realm=\"{realm}\"")),
+            "unauthorized",
+            "a bearer token is required",
+        ),
+        Denial::InvalidToken(error) => invalid_token(realm, error.description()),
+        Denial::Revoked(_) => invalid_token(realm, "the token has been revoked"),
+        Denial::Unavailable => (
+            HttpStatusCode::ServiceUnavailable,
+            tonic::Code::Unavailable,
+            None,
+            "temporarily_unavailable",
+            "token revocation state is unavailable; retry later",
+        ),
+    };
+    let mut headers = vec![
+        header(
+            "content-type",
+            "application/json".to_owned(),
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ),
+        header(
+            "cache-control",
+            "no-store".to_owned(),
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ),
+    ];
+    if let Some(challenge) = challenge {
+        headers.push(header(
+            "www-authenticate",
+            challenge,
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ));
+    }
+    let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
+    CheckResponse {
+        status: rpc_status(code, description),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: http.into() }),
+            headers,
+            body,
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+fn invalid_token(
+    realm: &str,
+    description: &'static str,
+) -> (
+    HttpStatusCode,
+    tonic::Code,
+    Option<String>,
+    &'static str,
+    &'static str,
+) {
+    (
+        HttpStatusCode::Unauthorized,
+        tonic::Code::Unauthenticated,
+        Some(format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
+        )),
+        "invalid_token",
+        description,
+    )
+}
+
+/// Ext_authz request headers from either the `headers` map or the `header_map` list (Envoy's
+/// `encode_raw_headers`), names lowercased and repeated headers joined with `,`.
+pub fn request_headers(
+    request: &envoy_types::ext_authz::v3::pb::CheckRequest,
+) -> std::borrow::Cow<'_, HashMap<String, String>> {
+    use std::borrow::Cow;
+    let Some(http) = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+    else {
+        return Cow::Owned(HashMap::new());
+    };
+    let Some(map) = http.header_map.as_ref().filter(|_| http.headers.is_empty()) else {
+        return Cow::Borrowed(&http.headers);
+    };
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for entry in &map.headers {
+        let value = if entry.raw_value.is_empty() {
+            entry.value.clone()
+        } else {
+            String::from_utf8_lossy(&entry.raw_value).into_owned()
+        };
+        headers
+            .entry(entry.key.to_ascii_lowercase())
+            .and_modify(|existing| {
+                existing.push(',');
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    Cow::Owned(headers)
+}

@@ -1,0 +1,57 @@
+//! The tonic implementation of Envoy's `envoy.service.auth.v3.Authorization/Check`.
+//!
+//! A refusal is a normal `CheckResponse`; Check never answers with a gRPC error, which Envoy
+//! would treat as "could not decide".
+
+use super::decision::{Decider, Decision};
+use super::response::{check_response, request_headers};
+use crate::clock::unix_now;
+use crate::config::ResponseConfig;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The Check service.
+#[derive(Debug, Clone)]
+pub struct AuthzService {
+    decider: Arc<Decider>,
+    response: Arc<ResponseConfig>,
+}
+
+impl AuthzService {
+    /// A Check service deciding with `decider` and answering as `response` says.
+    pub fn new(decider: Arc<Decider>, response: ResponseConfig) -> Self {
+        Self {
+            decider,
+            response: Arc::new(response),
+        }
+    }
+
+    /// The tonic service to mount on the authorization port.
+    pub fn svc(self) -> AuthorizationServer<Self> {
+        AuthorizationServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let request = request.into_inner();
+        let headers = request_headers(&request);
+        let decision = self.decider.decide(&headers, unix_now()).await;
+        match &decision {
+            Decision::Allow(token) => tracing::debug!(
+                iss = %token.claims.iss,
+                token_id = %token.token_id,
+                "allowed"
+            ),
+            Decision::Deny(denial) => tracing::info!(reason = denial.reason(), "denied"),
+        }
+        Ok(Response::new(check_response(&decision, &self.response)))
+    }
+}
