@@ -730,3 +730,162 @@ fn inline_jwks_json(key: &str, value: toml::Value) -> Result<String, ConfigError
         .map_err(|e| invalid(key, format!("not a valid JWKS: {e}")))?;
     Ok(json)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = r#"
+[[issuers]]
+issuer = "https://idp.example.com"
+audiences = ["api"]
+jwks = '{"keys": []}'
+algorithms = ["RS256", "ES256", "EdDSA"]
+"#;
+
+    fn with_token() -> Overrides {
+        Overrides {
+            admin_token: Some("0123456789abcdef0123".to_owned()),
+            ..Overrides::default()
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            Path::new("test.toml"),
+            Path::new("/etc/jr"),
+            &with_token(),
+        )
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(ISSUER).expect("valid");
+        assert_eq!(config.authz_addr.to_string(), "0.0.0.0:9191");
+        assert_eq!(config.admin_addr.to_string(), "127.0.0.1:9192");
+        assert_eq!(config.leeway, Duration::from_secs(30));
+        assert_eq!(
+            config.store,
+            StoreConfig::Embedded {
+                data_dir: PathBuf::from("/etc/jr/data")
+            }
+        );
+        assert_eq!(config.replica.stale_policy, StalePolicy::Deny);
+        assert_eq!(config.issuers[0].algorithms.len(), 3);
+        assert!(matches!(config.admin, AdminAuth::Token(_)));
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let text = format!(
+            "authz_addr = \"127.0.0.1:1\"\n[store]\nurl = \"redis://127.0.0.1:1/0\"\n{ISSUER}"
+        );
+        let overrides = Overrides {
+            authz_addr: Some("127.0.0.1:2".to_owned()),
+            store_url: Some("redis://127.0.0.1:3/0".to_owned()),
+            ..with_token()
+        };
+        let config =
+            Config::parse(&text, Path::new("t"), Path::new("."), &overrides).expect("valid");
+        assert_eq!(config.authz_addr.to_string(), "127.0.0.1:2");
+        assert!(
+            matches!(config.store, StoreConfig::Redis { ref url, .. } if url.ends_with(":3/0"))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        assert!(error_of(&format!("autz_addr = \"x\"\n{ISSUER}")).contains("autz_addr"));
+        let nested = ISSUER.replace("audiences", "audience");
+        assert!(error_of(&nested).contains("audience"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (format!("authz_addr = \"nope\"\n{ISSUER}"), "authz_addr"),
+            (format!("leeway = \"1h\"\n{ISSUER}"), "leeway"),
+            (format!("leeway = \"soon\"\n{ISSUER}"), "leeway"),
+            (
+                format!("[store]\nurl = \"http://x\"\n{ISSUER}"),
+                "store.url",
+            ),
+            (
+                format!("[replica]\nstale_policy = \"maybe\"\n{ISSUER}"),
+                "replica.stale_policy",
+            ),
+            (
+                format!("[response]\nclaim_headers = {{ sub = \"Host\" }}\n{ISSUER}"),
+                "response.claim_headers.sub",
+            ),
+            (
+                ISSUER.replace("\"RS256\", ", "\"XS256\", "),
+                "issuers[0].algorithms",
+            ),
+            (ISSUER.replace("[\"api\"]", "[]"), "issuers[0].audiences"),
+            (
+                ISSUER.replace("\"RS256\"", "\"HS256\""),
+                "issuers[0].algorithms",
+            ),
+            (
+                ISSUER.replace("jwks = '{\"keys\": []}'", "jwks = 'not json'"),
+                "issuers[0].jwks",
+            ),
+            (
+                ISSUER.replace(
+                    "jwks = '{\"keys\": []}'",
+                    "jwks_uri = \"http://idp.example.com/jwks\"",
+                ),
+                "issuers[0].jwks_uri",
+            ),
+            (format!("{ISSUER}{ISSUER}"), "issuers[1].issuer"),
+            (String::new(), "issuers"),
+        ];
+        for (text, key) in cases {
+            let error = error_of(&text);
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_admin_port_needs_a_token_unless_explicitly_open() {
+        let none = Config::parse(
+            ISSUER,
+            Path::new("t"),
+            Path::new("."),
+            &Overrides::default(),
+        );
+        assert!(
+            none.expect_err("no token")
+                .to_string()
+                .contains("admin.token_file")
+        );
+        let open = format!("[admin]\nallow_unauthenticated = true\n{ISSUER}");
+        let config = Config::parse(&open, Path::new("t"), Path::new("."), &Overrides::default())
+            .expect("open admin");
+        assert!(matches!(config.admin, AdminAuth::Open));
+        let short = Overrides {
+            admin_token: Some("short".to_owned()),
+            ..Overrides::default()
+        };
+        let error = Config::parse(ISSUER, Path::new("t"), Path::new("."), &short)
+            .expect_err("short token")
+            .to_string();
+        assert!(error.contains("16"), "{error}");
+    }
+
+    #[test]
+    fn jwks_uri_must_be_https_except_on_loopback() {
+        for uri in ["https://idp.example.com/jwks", "http://127.0.0.1:8080/jwks"] {
+            let text = ISSUER.replace("jwks = '{\"keys\": []}'", &format!("jwks_uri = \"{uri}\""));
+            assert!(parse(&text).is_ok(), "{uri}");
+        }
+    }
+}
