@@ -236,3 +236,206 @@ pub fn request_headers(
     }
     Cow::Owned(headers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::RevocationKind;
+    use crate::token::{Claims, TokenError, VerifiedToken};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn config() -> ResponseConfig {
+        ResponseConfig {
+            realm: "mesh".to_owned(),
+            strip_authorization: true,
+            claim_headers: BTreeMap::from([
+                ("sub".to_owned(), "x-jwt-sub".to_owned()),
+                ("email".to_owned(), "x-jwt-email".to_owned()),
+                ("roles".to_owned(), "x-jwt-roles".to_owned()),
+                ("name".to_owned(), "x-jwt-name".to_owned()),
+            ]),
+            dynamic_metadata: true,
+        }
+    }
+
+    fn token() -> Arc<VerifiedToken> {
+        let all = serde_json::json!({
+            "iss": "https://idp", "sub": "alice", "aud": "api", "exp": 2_000_000_000u64,
+            "roles": ["admin", "dev"], "name": "evil\r\nx-injected: 1",
+        });
+        let serde_json::Value::Object(all) = all else {
+            panic!("object")
+        };
+        Arc::new(VerifiedToken {
+            claims: Claims {
+                iss: "https://idp".to_owned(),
+                sub: Some("alice".to_owned()),
+                aud: vec!["api".to_owned()],
+                exp: 2_000_000_000,
+                nbf: None,
+                iat: None,
+                jti: None,
+                sid: None,
+                client_id: None,
+                all,
+            },
+            token_id: "sha256:00".to_owned(),
+        })
+    }
+
+    fn denied(response: &CheckResponse) -> &DeniedHttpResponse {
+        match &response.http_response {
+            Some(HttpResponse::DeniedResponse(denied)) => denied,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn header_of<'a>(headers: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == name)
+            .map(|h| h.value.as_str())
+    }
+
+    #[test]
+    fn no_token_gets_a_bare_bearer_challenge() {
+        let response = check_response(&Decision::Deny(Denial::NoToken), &config());
+        assert_eq!(response.status.as_ref().map(|s| s.code), Some(16));
+        let denied = denied(&response);
+        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
+        assert_eq!(
+            header_of(&denied.headers, "www-authenticate"),
+            Some("Bearer realm=\"mesh\"")
+        );
+        assert_eq!(
+            header_of(&denied.headers, "cache-control"),
+            Some("no-store")
+        );
+        let body: serde_json::Value = serde_json::from_str(&denied.body).expect("json body");
+        assert_eq!(body["error"], "unauthorized");
+    }
+
+    #[test]
+    fn bad_and_revoked_tokens_get_invalid_token() {
+        for (denial, description) in [
+            (
+                Denial::InvalidToken(TokenError::Expired),
+                TokenError::Expired.description(),
+            ),
+            (
+                Denial::Revoked(RevocationKind::Session),
+                "the token has been revoked",
+            ),
+        ] {
+            let response = check_response(&Decision::Deny(denial), &config());
+            assert_eq!(response.status.as_ref().map(|s| s.code), Some(16));
+            let denied = denied(&response);
+            assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
+            assert_eq!(
+                header_of(&denied.headers, "www-authenticate"),
+                Some(
+                    format!(
+                        "Bearer realm=\"mesh\", error=\"invalid_token\", error_description=\"{description}\""
+                    )
+                    .as_str()
+                )
+            );
+            let body: serde_json::Value = serde_json::from_str(&denied.body).expect("json body");
+            assert_eq!(body["error"], "invalid_token");
+            assert_eq!(body["error_description"], description);
+        }
+    }
+
+    #[test]
+    fn unavailable_revocations_answer_503_without_a_challenge() {
+        let response = check_response(&Decision::Deny(Denial::Unavailable), &config());
+        assert_eq!(response.status.as_ref().map(|s| s.code), Some(14));
+        let denied = denied(&response);
+        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(503));
+        assert_eq!(header_of(&denied.headers, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn allow_sets_claim_headers_removes_unset_ones_and_carries_claims() {
+        let response = check_response(&Decision::Allow(token()), &config());
+        assert_eq!(response.status.as_ref().map(|s| s.code), Some(0));
+        let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+            panic!("expected OkResponse");
+        };
+        assert_eq!(header_of(&ok.headers, "x-jwt-sub"), Some("alice"));
+        assert_eq!(header_of(&ok.headers, "x-jwt-roles"), Some("admin,dev"));
+        let sub = ok
+            .headers
+            .iter()
+            .find(|h| h.header.as_ref().is_some_and(|h| h.key == "x-jwt-sub"))
+            .expect("x-jwt-sub");
+        assert_eq!(
+            sub.append_action,
+            i32::from(HeaderAppendAction::OverwriteIfExistsOrAdd)
+        );
+        // Absent claims and values with control characters are removed, never forwarded.
+        assert_eq!(header_of(&ok.headers, "x-jwt-email"), None);
+        assert_eq!(header_of(&ok.headers, "x-jwt-name"), None);
+        for name in ["x-jwt-email", "x-jwt-name", "authorization"] {
+            assert!(ok.headers_to_remove.iter().any(|h| h == name), "{name}");
+        }
+        let metadata = response.dynamic_metadata.expect("metadata");
+        let Some(Kind::StructValue(claims)) = metadata
+            .fields
+            .get(METADATA_CLAIMS_KEY)
+            .and_then(|v| v.kind.clone())
+        else {
+            panic!("claims struct");
+        };
+        assert_eq!(
+            claims.fields.get("sub").and_then(|v| v.kind.clone()),
+            Some(Kind::StringValue("alice".to_owned()))
+        );
+    }
+
+    #[test]
+    fn raw_header_map_is_read_when_headers_are_empty() {
+        use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+        use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+        use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+        let map = HeaderMap {
+            headers: vec![
+                HeaderValue {
+                    key: "Authorization".to_owned(),
+                    value: String::new(),
+                    raw_value: b"Bearer a.b.c".to_vec(),
+                },
+                HeaderValue {
+                    key: "x-a".to_owned(),
+                    value: "1".to_owned(),
+                    raw_value: Vec::new(),
+                },
+                HeaderValue {
+                    key: "x-a".to_owned(),
+                    value: "2".to_owned(),
+                    raw_value: Vec::new(),
+                },
+            ],
+        };
+        let request = envoy_types::ext_authz::v3::pb::CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        header_map: Some(map),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let headers = request_headers(&request);
+        assert_eq!(
+            headers.get("authorization").map(String::as_str),
+            Some("Bearer a.b.c")
+        );
+        assert_eq!(headers.get("x-a").map(String::as_str), Some("1,2"));
+    }
+}
