@@ -209,3 +209,91 @@ pub(crate) fn test_issuers() -> Vec<IssuerConfig> {
         hmac_issuer(),
     ]
 }
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 that answers every request with the current status and
+/// body, and counts requests. Stops when dropped.
+pub(crate) struct TestHttpServer {
+    /// `http://127.0.0.1:<port>/jwks.json`.
+    pub(crate) url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    reply: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestHttpServer {
+    /// Starts answering `status` with `body`.
+    pub(crate) async fn start(status: u16, body: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/jwks.json",
+            listener.local_addr().expect("local addr")
+        );
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let reply = std::sync::Arc::new(std::sync::Mutex::new((status, body.to_owned())));
+        let (task_hits, task_reply) = (hits.clone(), reply.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (hits, reply) = (task_hits.clone(), task_reply.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16384 {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let (status, body) = reply.lock().expect("reply").clone();
+                    let response = format!(
+                        "HTTP/1.1 {status} Test\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            hits,
+            reply,
+            task,
+        }
+    }
+
+    /// How many requests were answered.
+    pub(crate) fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers `status` with `body` from now on.
+    pub(crate) fn reply(&self, status: u16, body: &str) {
+        *self.reply.lock().expect("reply") = (status, body.to_owned());
+    }
+}
+
+impl Drop for TestHttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The text of `tests/fixtures/jwks.json`.
+pub(crate) fn jwks_json() -> String {
+    String::from_utf8(read("jwks.json")).expect("utf-8")
+}
+
+/// `tests/fixtures/jwks.json` reduced to the keys whose kid is in `kids`.
+pub(crate) fn jwks_with(kids: &[&str]) -> String {
+    let mut jwks: Value = serde_json::from_str(&jwks_json()).expect("jwks");
+    let keys = jwks["keys"].as_array_mut().expect("keys");
+    keys.retain(|key| kids.contains(&key["kid"].as_str().unwrap_or_default()));
+    jwks.to_string()
+}
