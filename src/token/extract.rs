@@ -21,28 +21,27 @@ pub fn extract_token<'a>(
     sources: &TokenSources,
     max_bytes: usize,
 ) -> Result<Option<&'a str>, TokenError> {
-    if let Some(value) = headers.get("authorization") {
+    if let Some(value) = headers.get("authorization")
+        && let Some(token) = bearer(value, max_bytes)?
+    {
+        return Ok(Some(token));
+    }
+    if let Some(name) = &sources.header
+        && let Some(value) = headers.get(name.as_str())
+    {
+        let value = trim_ows(value);
         if let Some(token) = bearer(value, max_bytes)? {
             return Ok(Some(token));
         }
-    }
-    if let Some(name) = &sources.header {
-        if let Some(value) = headers.get(name.as_str()) {
-            let value = trim_ows(value);
-            if let Some(token) = bearer(value, max_bytes)? {
-                return Ok(Some(token));
-            }
-            if !value.is_empty() {
-                return single_token(value, max_bytes).map(Some);
-            }
+        if !value.is_empty() {
+            return single_token(value, max_bytes).map(Some);
         }
     }
-    if let Some(name) = &sources.cookie {
-        if let Some(value) = headers.get("cookie").and_then(|c| find_cookie(c, name)) {
-            if !value.is_empty() {
-                return single_token(value, max_bytes).map(Some);
-            }
-        }
+    if let Some(name) = &sources.cookie
+        && let Some(value) = headers.get("cookie").and_then(|c| find_cookie(c, name))
+        && !value.is_empty()
+    {
+        return single_token(value, max_bytes).map(Some);
     }
     Ok(None)
 }

@@ -238,10 +238,10 @@ fn parse_jwk(value: &Value) -> Result<Option<VerifyKey>, String> {
         // `oct` (HMAC secrets come only from hmac_secret_file), other curves, other types.
         _ => return Ok(None),
     };
-    if let Some(alg) = alg {
-        if !kind.fits(alg) {
-            return Err(format!("`alg` {alg:?} does not fit a {kty} key"));
-        }
+    if let Some(alg) = alg
+        && !kind.fits(alg)
+    {
+        return Err(format!("`alg` {alg:?} does not fit a {kty} key"));
     }
     Ok(Some(VerifyKey {
         kid: text("kid")?.map(str::to_owned),
@@ -579,5 +579,363 @@ async fn refresh_task(keys: Arc<RemoteKeys>, interval: Duration, mut stop: onesh
             () = tokio::time::sleep(wait.max(MIN_BACKGROUND_WAIT)) => {}
         }
         keys.refresh(&mut *keys.last_fetch.lock().await).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::test_tokens::*;
+    use crate::token::{TimeRule, Verifier};
+    use serde_json::json;
+
+    async fn load(config: &IssuerConfig) -> Result<IssuerKeys, KeyError> {
+        IssuerKeys::load(3, config).await
+    }
+
+    fn inline(jwks: &Value) -> IssuerConfig {
+        issuer_with_jwks(KeySource::Inline(jwks.to_string()))
+    }
+
+    fn fixture_keys() -> Vec<Value> {
+        let jwks: Value = serde_json::from_str(&jwks_json()).expect("jwks");
+        jwks["keys"].as_array().expect("keys").clone()
+    }
+
+    #[tokio::test]
+    async fn a_missing_jwks_file_is_named() {
+        let config = issuer_with_jwks(KeySource::File(fixture("no-such-jwks.json")));
+        let message = load(&config).await.err().expect("error").to_string();
+        assert!(
+            message.starts_with("issuers[3].jwks_file: cannot read "),
+            "{message}"
+        );
+        assert!(message.contains("no-such-jwks.json"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_jwks_file_is_named() {
+        let config = issuer_with_jwks(KeySource::File(fixture("keys/rsa.pub.pem")));
+        let message = load(&config).await.err().expect("error").to_string();
+        assert!(
+            message.starts_with("issuers[3].jwks_file: invalid JWKS in "),
+            "{message}"
+        );
+        assert!(message.contains("rsa.pub.pem"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn broken_keys_in_a_configured_jwks_are_errors() {
+        let mut rsa = fixture_keys()[0].clone();
+        rsa["alg"] = json!("ES256");
+        let mut short_ec = fixture_keys()[2].clone();
+        short_ec["x"] = json!("AAAA");
+        let mut bad_b64 = fixture_keys()[4].clone();
+        bad_b64["x"] = json!("not base64!");
+        let mut small_rsa = fixture_keys()[0].clone();
+        small_rsa["n"] = json!(b64(&[0xff; 128]));
+        for (key, needle) in [
+            (rsa, "does not fit"),
+            (short_ec, "32 bytes"),
+            (bad_b64, "base64url"),
+            (small_rsa, "2048"),
+            (json!({"kty": "EC", "x": "AA", "y": "AA"}), "crv"),
+            (json!({"kid": "x"}), "kty"),
+            (json!("text"), "object"),
+        ] {
+            let config = inline(&json!({"keys": [key]}));
+            let message = load(&config).await.err().expect("error").to_string();
+            assert!(
+                message.starts_with("issuers[3].jwks: invalid JWKS given inline: keys[0]"),
+                "{message}"
+            );
+            assert!(message.contains(needle), "{message}");
+        }
+        for document in [json!([]), json!({"keys": {}}), json!({})] {
+            assert!(load(&inline(&document)).await.is_err(), "{document}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oct_encryption_and_unsupported_keys_are_ignored() {
+        let mut keys = vec![
+            json!({"kty": "oct", "k": b64(&hmac_secret()), "alg": "HS256", "kid": "hmac"}),
+            json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+            json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
+            json!({"kty": "RSA", "alg": "RSA-OAEP", "n": "AA", "e": "AQAB"}),
+            json!({"kty": "XYZ"}),
+        ];
+        let mut enc = fixture_keys()[0].clone();
+        enc["use"] = json!("enc");
+        enc["kid"] = json!("enc-1");
+        keys.push(enc);
+        let set = KeySet::parse(
+            json!({ "keys": keys }).to_string().as_bytes(),
+            Strictness::Config,
+            "test",
+        )
+        .expect("parsed");
+        assert!(set.keys.is_empty());
+        // An issuer whose JWKS has no key for one of its algorithms does not start.
+        let mut config = inline(&json!({ "keys": keys }));
+        config.algorithms = vec![Algorithm::RS256];
+        let message = load(&config).await.err().expect("error").to_string();
+        assert!(message.contains("no key for RS256"), "{message}");
+        // The oct key is never used: an HS256 token signed with it has no issuer key.
+        let mut with_oct = fixture_keys();
+        with_oct.push(keys[0].clone());
+        let mut config = inline(&json!({ "keys": with_oct }));
+        config.algorithms.push(Algorithm::HS256);
+        let keys = load(&config).await.expect("keys");
+        let result = keys.verify(Some("hmac"), Algorithm::HS256, |_| true).await;
+        assert_eq!(result, Err(TokenError::UnknownKey));
+    }
+
+    #[tokio::test]
+    async fn too_many_keys_are_refused_in_config_and_truncated_remotely() {
+        let many: Vec<Value> =
+            std::iter::repeat_n(fixture_keys()[0].clone(), MAX_JWKS_KEYS + 1).collect();
+        let json = json!({ "keys": many }).to_string();
+        assert!(KeySet::parse(json.as_bytes(), Strictness::Config, "t").is_err());
+        let set = KeySet::parse(json.as_bytes(), Strictness::Remote, "t").expect("set");
+        assert_eq!(set.keys.len(), MAX_JWKS_KEYS);
+    }
+
+    #[tokio::test]
+    async fn hmac_secrets_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = hmac_issuer();
+
+        config.hmac_secret_file = Some(dir.path().join("missing"));
+        let message = load(&config).await.err().expect("error").to_string();
+        assert!(
+            message.starts_with("issuers[3].hmac_secret_file: cannot read "),
+            "{message}"
+        );
+        assert!(message.contains("missing"), "{message}");
+
+        let short = dir.path().join("short");
+        std::fs::write(&short, format!("{}\n", "s".repeat(31))).expect("write");
+        config.hmac_secret_file = Some(short);
+        let message = load(&config).await.err().expect("error").to_string();
+        assert!(message.contains("holds 31 bytes; at least 32"), "{message}");
+
+        let exact = dir.path().join("exact");
+        std::fs::write(&exact, "s".repeat(32)).expect("write");
+        config.hmac_secret_file = Some(exact);
+        assert!(load(&config).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn inline_jwks_verifies_like_the_file() {
+        let config = issuer_with_jwks(KeySource::Inline(jwks_json()));
+        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
+            .await
+            .expect("verifier");
+        let token = TestKey::Ec384.mint(&TestKey::Ec384.claims());
+        assert!(
+            verifier
+                .verify(&token, NOW, TimeRule::Enforce)
+                .await
+                .is_ok()
+        );
+    }
+
+    fn uri_issuer(url: &str, min_refresh: Duration) -> IssuerConfig {
+        let mut config = issuer_with_jwks(KeySource::Uri(url.to_owned()));
+        config.jwks_min_refresh_interval = min_refresh;
+        config
+    }
+
+    async fn uri_verifier(url: &str, min_refresh: Duration) -> Verifier {
+        Verifier::new(&[uri_issuer(url, min_refresh)], Duration::ZERO, 8192)
+            .await
+            .expect("verifier")
+    }
+
+    async fn verify(verifier: &Verifier, key: TestKey) -> Result<(), TokenError> {
+        let token = key.mint(&key.claims());
+        verifier
+            .verify(&token, NOW, TimeRule::Enforce)
+            .await
+            .map(drop)
+    }
+
+    /// Retries `verify` until it passes (each attempt may trigger a rate-limited refresh).
+    async fn eventually_verifies(verifier: &Verifier, key: TestKey) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(error) = verify(verifier, key).await {
+            assert!(Instant::now() < deadline, "still refused: {error}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn jwks_uri_is_fetched_once_at_start() {
+        let server = TestHttpServer::start(200, &jwks_json()).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
+        assert_eq!(server.hits(), 1);
+        assert!(verifier.keys_available());
+        for key in [
+            TestKey::Rsa,
+            TestKey::RsaPss,
+            TestKey::Ec256,
+            TestKey::Ec384,
+            TestKey::Ed25519,
+        ] {
+            assert_eq!(verify(&verifier, key).await, Ok(()), "{key:?}");
+        }
+        assert_eq!(server.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_triggers_one_rate_limited_refresh() {
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(1)).await;
+        assert_eq!(server.hits(), 1);
+        assert_eq!(verify(&verifier, TestKey::Rsa).await, Ok(()));
+        // The IdP rotates in a new key.
+        server.reply(200, &jwks_json());
+        // Within the minimum interval since the start-up fetch: no refresh, still unknown.
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(server.hits(), 1);
+        // Once the interval has passed, the unknown kid triggers one refresh and verifies.
+        eventually_verifies(&verifier, TestKey::Ec256).await;
+        assert_eq!(server.hits(), 2);
+        // A burst of unknown kids right after causes no further fetch.
+        for _ in 0..20 {
+            assert_eq!(
+                verify(&verifier, TestKey::Untrusted).await,
+                Err(TokenError::UnknownKey)
+            );
+        }
+        assert_eq!(server.hits(), 2);
+        // Known kids never cause a fetch.
+        assert_eq!(verify(&verifier, TestKey::Ed25519).await, Ok(()));
+        assert_eq!(server.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_unknown_kids_share_one_fetch() {
+        let min_refresh = Duration::from_millis(300);
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, min_refresh).await;
+        server.reply(200, &jwks_json());
+        // Past the minimum interval since the start-up fetch, so one refresh is allowed.
+        tokio::time::sleep(min_refresh + Duration::from_millis(50)).await;
+        let token = TestKey::Ec256.mint(&TestKey::Ec256.claims());
+        let attempts = (0..8).map(|_| verifier.verify(&token, NOW, TimeRule::Enforce));
+        let results = futures_util::future::join_all(attempts).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        // The first caller fetched; the others waited for it and found the new key.
+        assert_eq!(server.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_jwks_uri_refuses_tokens_until_a_fetch_succeeds() {
+        let server = TestHttpServer::start(503, "unavailable").await;
+        let verifier = uri_verifier(&server.url, Duration::from_millis(200)).await;
+        assert_eq!(server.hits(), 1);
+        assert!(!verifier.keys_available());
+        assert_eq!(
+            verify(&verifier, TestKey::Rsa).await,
+            Err(TokenError::KeysUnavailable)
+        );
+        server.reply(200, &jwks_json());
+        eventually_verifies(&verifier, TestKey::Rsa).await;
+        assert!(verifier.keys_available());
+        // A failed refresh later keeps the last good keys.
+        server.reply(500, "oops");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            verify(&verifier, TestKey::Untrusted).await,
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(verify(&verifier, TestKey::Rsa).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_does_not_stop_start_up() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+        drop(listener);
+        let verifier = uri_verifier(&url, Duration::from_secs(3600)).await;
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::KeysUnavailable)
+        );
+        // HMAC tokens of an issuer that also has a jwks_uri do not need the JWKS.
+        let mut config = uri_issuer(&url, Duration::from_secs(3600));
+        config.algorithms.push(Algorithm::HS256);
+        config.hmac_secret_file = Some(fixture("hmac-secret.txt"));
+        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
+            .await
+            .expect("verifier");
+        let token = sign(
+            &json!({"alg": "HS256"}),
+            &TestKey::Rsa.claims(),
+            Algorithm::HS256,
+            &TestKey::Hmac.encoding_key(),
+        );
+        assert!(
+            verifier
+                .verify(&token, NOW, TimeRule::Enforce)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_and_invalid_jwks_responses_are_rejected() {
+        let big = format!(
+            r#"{{"keys": [], "padding": "{}"}}"#,
+            "x".repeat(MAX_JWKS_BYTES)
+        );
+        for body in [big.as_str(), "not json", r#"{"keys": []}"#, "{}"] {
+            let server = TestHttpServer::start(200, body).await;
+            let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
+            assert!(
+                !verifier.keys_available(),
+                "{}",
+                &body[..body.len().min(40)]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn broken_remote_keys_are_skipped() {
+        let mut keys = fixture_keys();
+        keys[2]["x"] = json!("AAAA");
+        let server = TestHttpServer::start(200, &json!({ "keys": keys }).to_string()).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
+        assert_eq!(verify(&verifier, TestKey::Rsa).await, Ok(()));
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::UnknownKey)
+        );
+    }
+
+    #[tokio::test]
+    async fn background_refresh_runs_until_the_verifier_is_dropped() {
+        let server = TestHttpServer::start(200, &jwks_json()).await;
+        let mut config = uri_issuer(&server.url, Duration::from_secs(3600));
+        config.jwks_refresh_interval = Duration::from_secs(1);
+        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
+            .await
+            .expect("verifier");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.hits() < 3 {
+            assert!(Instant::now() < deadline, "no background refresh");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(verifier);
+        // Let a fetch that was already under way finish, then expect silence.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let hits = server.hits();
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(server.hits(), hits, "refresh task outlived its verifier");
     }
 }
