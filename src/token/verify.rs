@@ -115,7 +115,7 @@ impl Verifier {
             Some(Value::String(iss)) => self
                 .by_name
                 .get(iss)
-                .map(|index| &self.issuers[*index])
+                .and_then(|index| self.issuers.get(*index))
                 .ok_or(TokenError::UnknownIssuer)?,
             Some(_) => return Err(TokenError::Malformed),
             None => return Err(TokenError::MissingClaim("iss")),
