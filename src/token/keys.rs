@@ -348,16 +348,18 @@ impl IssuerKeys {
         alg: Algorithm,
         check: &impl Fn(&DecodingKey) -> bool,
     ) -> Result<(), TokenError> {
-        let remote;
-        let (jwks, loaded) = match &self.jwks {
-            Jwks::Static(set) => (Some(set), true),
-            Jwks::Remote { keys, .. } => {
-                remote = keys.current();
-                (remote.as_deref(), remote.is_some())
-            }
-            Jwks::None => (None, true),
+        let remote = match &self.jwks {
+            Jwks::Remote { keys, .. } => keys.current(),
+            Jwks::Static(_) | Jwks::None => None,
         };
-        let jwks_keys = jwks.map(|set| set.keys.as_slice()).unwrap_or_default();
+        let (jwks_keys, loaded): (&[VerifyKey], bool) = match &self.jwks {
+            Jwks::Static(set) => (&set.keys, true),
+            Jwks::Remote { .. } => (
+                remote.as_deref().map_or(&[], |set| &set.keys),
+                remote.is_some(),
+            ),
+            Jwks::None => (&[], true),
+        };
         let try_keys = |mut keys: Vec<&VerifyKey>| {
             keys.retain(|key| key.fits(alg));
             if keys.is_empty() {
@@ -374,27 +376,32 @@ impl IssuerKeys {
                 .filter(|key| key.kid.as_deref() == Some(kid))
                 .collect();
             if !named.is_empty() {
+                // The named key must fit the algorithm: an HS256 token naming an RSA key is
+                // the key-confusion attack.
                 return try_keys(named);
             }
         }
-        // No `kid`, or one that names no JWKS key (an HMAC secret has no kid): every key that
-        // fits the algorithm.
-        let candidates: Vec<&VerifyKey> = jwks_keys
-            .iter()
-            .chain(self.hmac.as_ref())
-            .filter(|key| key.fits(alg))
-            .collect();
-        if candidates.is_empty() {
-            return Err(if !loaded && !is_hmac(alg) {
-                TokenError::KeysUnavailable
-            } else {
-                TokenError::UnknownKey
-            });
+        // No `kid`, or one that names no JWKS key.
+        if is_hmac(alg) {
+            // The HMAC secret has no kid: it answers for any kid the JWKS does not hold.
+            return match &self.hmac {
+                Some(secret) => try_keys(vec![secret]),
+                None => Err(TokenError::UnknownKey),
+            };
         }
-        if kid.is_some() && !is_hmac(alg) {
+        if !loaded {
+            return Err(TokenError::KeysUnavailable);
+        }
+        if kid.is_some() {
             return Err(TokenError::UnknownKey);
         }
-        try_keys(candidates)
+        // No `kid`: every key that fits the algorithm (at most MAX_JWKS_KEYS).
+        let fitting: Vec<&VerifyKey> = jwks_keys.iter().filter(|key| key.fits(alg)).collect();
+        if fitting.is_empty() {
+            Err(TokenError::UnknownKey)
+        } else {
+            try_keys(fitting)
+        }
     }
 }
 
