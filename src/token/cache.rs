@@ -1,0 +1,154 @@
+//! The verified-token cache: token string → verified claims, bounded in entries, each entry
+//! ending when its token expires, so a cache hit skips the signature check.
+
+use super::VerifiedToken;
+use moka::Expiry;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest an entry is kept, whatever its token's `exp` says.
+const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+struct Entry {
+    token: Arc<VerifiedToken>,
+    ttl: Duration,
+}
+
+/// Ends each entry after the time-to-live computed when it was inserted.
+struct UntilExpiry;
+
+impl Expiry<String, Entry> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// A bounded cache of verified tokens, keyed by the token string. Only verified tokens go in;
+/// an entry is never served after its token's `exp` (plus the leeway).
+pub struct VerifiedCache {
+    /// `None` when disabled (capacity 0).
+    cache: Option<Cache<String, Entry>>,
+    leeway: u64,
+}
+
+impl VerifiedCache {
+    /// A cache of at most `max_entries` tokens (0 disables it) that honours `exp` with the
+    /// same `leeway` as the verifier.
+    pub fn new(max_entries: u64, leeway: Duration) -> Self {
+        let cache = (max_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(UntilExpiry)
+                .build()
+        });
+        Self {
+            cache,
+            leeway: leeway.as_secs(),
+        }
+    }
+
+    /// The cached verification of `token`, if any and still unexpired at `now` (seconds since
+    /// the Unix epoch).
+    pub fn get(&self, token: &str, now: u64) -> Option<Arc<VerifiedToken>> {
+        let cache = self.cache.as_ref()?;
+        let entry = cache.get(token)?;
+        if self.expires_at(&entry.token) <= now {
+            cache.invalidate(token);
+            return None;
+        }
+        Some(entry.token)
+    }
+
+    /// Remembers that `token` verified as `verified` at `now`; does nothing for a token that
+    /// is already expired.
+    pub fn insert(&self, token: &str, verified: Arc<VerifiedToken>, now: u64) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let remaining = self.expires_at(&verified).saturating_sub(now);
+        if remaining == 0 {
+            return;
+        }
+        let ttl = Duration::from_secs(remaining).min(MAX_ENTRY_TTL);
+        cache.insert(
+            token.to_owned(),
+            Entry {
+                token: verified,
+                ttl,
+            },
+        );
+    }
+
+    fn expires_at(&self, token: &VerifiedToken) -> u64 {
+        token.claims.exp.saturating_add(self.leeway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Claims;
+    use serde_json::json;
+
+    fn verified(exp: u64) -> Arc<VerifiedToken> {
+        let serde_json::Value::Object(all) = json!({"iss": "i", "aud": "a", "exp": exp}) else {
+            panic!("object");
+        };
+        let claims = Claims::from_map(all).expect("claims");
+        Arc::new(VerifiedToken::new(claims, b"payload"))
+    }
+
+    #[test]
+    fn serves_an_entry_until_exp_plus_leeway() {
+        let cache = VerifiedCache::new(10, Duration::from_secs(30));
+        cache.insert("t", verified(1000), 900);
+        assert!(cache.get("t", 900).is_some());
+        assert!(cache.get("t", 1029).is_some());
+        assert!(cache.get("t", 1030).is_none());
+        // The stale entry was dropped: even an earlier clock no longer finds it.
+        assert!(cache.get("t", 900).is_none());
+        assert!(cache.get("other", 900).is_none());
+    }
+
+    #[test]
+    fn expired_tokens_are_not_inserted() {
+        let cache = VerifiedCache::new(10, Duration::ZERO);
+        cache.insert("t", verified(1000), 1000);
+        assert!(cache.get("t", 999).is_none());
+    }
+
+    #[test]
+    fn zero_capacity_disables_the_cache() {
+        let cache = VerifiedCache::new(0, Duration::ZERO);
+        cache.insert("t", verified(1000), 900);
+        assert!(cache.get("t", 900).is_none());
+    }
+
+    #[test]
+    fn entries_expire_in_real_time_too() {
+        let cache = VerifiedCache::new(10, Duration::ZERO);
+        // One second left: moka drops it once that second has passed.
+        cache.insert("t", verified(1001), 1000);
+        assert!(cache.get("t", 1000).is_some());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.get("t", 1000).is_some() {
+            assert!(Instant::now() < deadline, "entry outlived its ttl");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let cache = VerifiedCache::new(5, Duration::ZERO);
+        for i in 0..100 {
+            cache.insert(&format!("t{i}"), verified(1000), 900);
+        }
+        let Some(inner) = &cache.cache else {
+            panic!("enabled");
+        };
+        inner.run_pending_tasks();
+        assert!(inner.entry_count() <= 5, "{}", inner.entry_count());
+    }
+}
