@@ -376,7 +376,10 @@ impl Config {
         let cache_max_entries = raw.cache.max_entries.unwrap_or(100_000);
 
         if raw.issuers.is_empty() {
-            return Err(invalid("issuers", "at least one [[issuers]] entry is required"));
+            return Err(invalid(
+                "issuers",
+                "at least one [[issuers]] entry is required",
+            ));
         }
         let mut issuers = Vec::with_capacity(raw.issuers.len());
         for (index, issuer) in raw.issuers.into_iter().enumerate() {
@@ -430,7 +433,11 @@ fn validate_store(
     base: &Path,
     overrides: &Overrides,
 ) -> Result<StoreConfig, ConfigError> {
-    let url = overrides.store_url.clone().or(raw.url).filter(|u| !u.is_empty());
+    let url = overrides
+        .store_url
+        .clone()
+        .or(raw.url)
+        .filter(|u| !u.is_empty());
     match url {
         Some(url) => {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -503,13 +510,13 @@ fn is_header_name(name: &str) -> bool {
 
 fn validate_token_sources(raw: RawTokenSources) -> Result<TokenSources, ConfigError> {
     let header = raw.header.map(|h| h.to_ascii_lowercase());
-    if let Some(header) = &header {
-        if !is_header_name(header) || header == "authorization" {
-            return Err(invalid(
-                "token.header",
-                "must be a header name other than authorization",
-            ));
-        }
+    if let Some(header) = &header
+        && (!is_header_name(header) || header == "authorization")
+    {
+        return Err(invalid(
+            "token.header",
+            "must be a header name other than authorization",
+        ));
     }
     if let Some(cookie) = &raw.cookie {
         let valid = !cookie.is_empty()
@@ -528,7 +535,11 @@ fn validate_token_sources(raw: RawTokenSources) -> Result<TokenSources, ConfigEr
 
 fn validate_response(raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
     let realm = raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned());
-    if realm.is_empty() || realm.bytes().any(|b| b == b'"' || b == b'\\' || !b.is_ascii_graphic() && b != b' ') {
+    if realm.is_empty()
+        || realm
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || !b.is_ascii_graphic() && b != b' ')
+    {
         return Err(invalid(
             "response.realm",
             "must be printable ASCII without quotes or backslashes",
@@ -592,7 +603,10 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         ));
     }
     if raw.algorithms.is_empty() {
-        return Err(invalid(key("algorithms"), "at least one algorithm is required"));
+        return Err(invalid(
+            key("algorithms"),
+            "at least one algorithm is required",
+        ));
     }
     let mut algorithms = Vec::new();
     for name in &raw.algorithms {
@@ -705,7 +719,12 @@ fn inline_jwks_json(key: &str, value: toml::Value) -> Result<String, ConfigError
         toml::Value::String(text) => text,
         table @ toml::Value::Table(_) => serde_json::to_string(&table)
             .map_err(|e| invalid(key, format!("cannot convert to JSON: {e}")))?,
-        _ => return Err(invalid(key, "must be a JWKS as a JSON string or a TOML table")),
+        _ => {
+            return Err(invalid(
+                key,
+                "must be a JWKS as a JSON string or a TOML table",
+            ));
+        }
     };
     serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&json)
         .map_err(|e| invalid(key, format!("not a valid JWKS: {e}")))?;

@@ -199,7 +199,14 @@ mod tests {
 
     #[test]
     fn decode_refuses_garbage() {
-        for bad in ["", "token", "token:5:abc", "nope:1:ab", "token:x:ab", "token:0:"] {
+        for bad in [
+            "",
+            "token",
+            "token:5:abc",
+            "nope:1:ab",
+            "token:x:ab",
+            "token:0:",
+        ] {
             assert_eq!(RevocationKey::decode(bad), None, "{bad:?}");
         }
     }

@@ -94,8 +94,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &RevocationKey, now: u64) -> Result<Option<Revocation>, StoreError>;
 
     /// Live revocations in key order, starting after the cursor `after`, at most `limit`.
-    async fn list(&self, after: Option<&str>, limit: usize, now: u64)
-    -> Result<Page, StoreError>;
+    async fn list(&self, after: Option<&str>, limit: usize, now: u64) -> Result<Page, StoreError>;
 
     /// Every live revocation and the feed position to tail from.
     async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError>;
