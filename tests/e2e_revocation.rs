@@ -1,0 +1,202 @@
+//! End to end through a real Envoy and a real `jwt-revoker serve`: tokens are allowed,
+//! revoked with the CLI, denied with RFC 6750's `WWW-Authenticate`, re-approved; hostile
+//! tokens are denied; revocations survive a restart of the embedded store.
+//!
+//! Ignored until the server lands (the binary is a stub); run them with
+//! `cargo test --test e2e_revocation -- --ignored`, and remove the `#[ignore]`s then.
+
+mod support;
+
+use std::time::Duration;
+use support::envoy::EnvoyProcess;
+use support::http::{Request, Response};
+use support::server::ServerProcess;
+use support::tokens;
+use support::upstream::TestUpstream;
+use support::wait_until;
+
+/// How long a revocation may take to reach the Check path.
+const PROPAGATION: Duration = Duration::from_secs(5);
+
+struct Stack {
+    upstream: TestUpstream,
+    server: ServerProcess,
+    envoy: EnvoyProcess,
+}
+
+impl Stack {
+    fn start() -> Self {
+        let upstream = TestUpstream::start();
+        let server = ServerProcess::start();
+        let envoy = EnvoyProcess::start(server.authz_port(), upstream.port());
+        Self {
+            upstream,
+            server,
+            envoy,
+        }
+    }
+
+    fn get(&self, token: &str) -> Response {
+        Request::get("/api/items")
+            .bearer(token)
+            .send(self.envoy.listen_port())
+    }
+
+    /// Polls until a request with `token` gets `status`.
+    fn wait_for_status(&self, token: &str, status: u16) -> Response {
+        wait_until(&format!("HTTP {status}"), PROPAGATION, |last| {
+            let response = self.get(token);
+            *last = format!("HTTP {} {}", response.status, response.text());
+            (response.status == status).then_some(response)
+        })
+    }
+}
+
+fn assert_invalid_token(response: &Response) {
+    assert_eq!(response.status, 401, "body: {}", response.text());
+    let challenge = response
+        .header("www-authenticate")
+        .expect("a 401 carries WWW-Authenticate");
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn valid_token_is_allowed_with_claim_headers_and_without_authorization() {
+    let stack = Stack::start();
+    let response = stack.get(&tokens::valid("alice"));
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    let echo = response.json();
+    assert_eq!(echo["headers"]["x-jwt-sub"], "alice");
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    assert_eq!(stack.upstream.request_count(), 1);
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn missing_token_is_denied_without_an_error_code() {
+    let stack = Stack::start();
+    let response = Request::get("/api/items").send(stack.envoy.listen_port());
+    assert_eq!(response.status, 401, "body: {}", response.text());
+    let challenge = response
+        .header("www-authenticate")
+        .expect("WWW-Authenticate");
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(!challenge.contains("error="), "{challenge}");
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn revoke_then_unrevoke_with_the_cli() {
+    let stack = Stack::start();
+    let alice = tokens::valid("alice");
+    let bob = tokens::valid("bob");
+    assert_eq!(stack.get(&alice).status, 200);
+
+    stack
+        .server
+        .cli_ok(&["revoke", "--token", &alice, "--reason", "e2e test"]);
+    assert_invalid_token(&stack.wait_for_status(&alice, 401));
+    assert_eq!(
+        stack.get(&bob).status,
+        200,
+        "revoking alice's token denied bob's"
+    );
+
+    let listed = stack.server.cli_ok(&["list"]);
+    assert!(
+        !listed.contains(&alice),
+        "list echoes the raw token: {listed}"
+    );
+
+    stack.server.cli_ok(&["unrevoke", "--token", &alice]);
+    stack.wait_for_status(&alice, 200);
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn revoke_by_jti_and_issuer() {
+    let stack = Stack::start();
+    let claims = tokens::claims("carol");
+    let token = tokens::rs256(&claims);
+    let jti = claims["jti"].as_str().expect("jti");
+    assert_eq!(stack.get(&token).status, 200);
+    stack
+        .server
+        .cli_ok(&["revoke", "--jti", jti, "--issuer", tokens::ISSUER]);
+    assert_invalid_token(&stack.wait_for_status(&token, 401));
+    stack
+        .server
+        .cli_ok(&["unrevoke", "--jti", jti, "--issuer", tokens::ISSUER]);
+    stack.wait_for_status(&token, 200);
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn every_supported_algorithm_is_allowed() {
+    let stack = Stack::start();
+    let claims = tokens::claims("dave");
+    for (name, token) in [
+        ("RS256", tokens::rs256(&claims)),
+        ("PS256", tokens::ps256(&claims)),
+        ("ES256", tokens::es256(&claims)),
+        ("ES384", tokens::es384(&claims)),
+        ("EdDSA", tokens::eddsa(&claims)),
+        ("HS256", tokens::hs256(&tokens::hmac_claims("dave"))),
+    ] {
+        let response = stack.get(&token);
+        assert_eq!(response.status, 200, "{name}: {}", response.text());
+    }
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn hostile_tokens_are_denied() {
+    let stack = Stack::start();
+    let claims = tokens::claims("mallory");
+    let mut expired = tokens::claims("mallory");
+    expired["exp"] = serde_json::json!(tokens::now() - 3600);
+    let mut wrong_audience = tokens::claims("mallory");
+    wrong_audience["aud"] = serde_json::json!("other");
+    let mut hostile = vec![
+        ("alg none", tokens::alg_none(&claims)),
+        (
+            "HS256 with the RSA public key",
+            tokens::hs256_with_rsa_public_key(&claims),
+        ),
+        ("unknown kid", tokens::unknown_kid(&claims)),
+        ("untrusted key", tokens::untrusted_key(&claims)),
+        ("tampered signature", tokens::tampered_signature(&claims)),
+        ("expired", tokens::rs256(&expired)),
+        ("wrong audience", tokens::rs256(&wrong_audience)),
+    ];
+    // Garbage that can travel in a header (no empty value).
+    hostile.extend(tokens::garbage().into_iter().filter(|(_, t)| !t.is_empty()));
+    for (name, token) in hostile {
+        let response = stack.get(&token);
+        assert_eq!(response.status, 401, "{name}: {}", response.text());
+        assert!(
+            !response.text().contains(&token),
+            "{name}: the deny body echoes the token"
+        );
+    }
+    assert_eq!(stack.upstream.request_count(), 0);
+    let mut server = stack.server;
+    assert!(server.is_running(), "the server died on hostile input");
+}
+
+#[test]
+#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
+fn revocations_survive_a_restart_of_the_embedded_store() {
+    let mut stack = Stack::start();
+    let token = tokens::valid("erin");
+    stack.server.cli_ok(&["revoke", "--token", &token]);
+    assert_invalid_token(&stack.wait_for_status(&token, 401));
+    stack.server.restart();
+    assert_invalid_token(&stack.wait_for_status(&token, 401));
+    assert_eq!(stack.get(&tokens::valid("frank")).status, 200);
+}
