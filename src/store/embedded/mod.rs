@@ -135,12 +135,7 @@ impl Store for EmbeddedStore {
         self.run(move |inner| inner.get(&encoded, now)).await
     }
 
-    async fn list(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        now: u64,
-    ) -> Result<Page, StoreError> {
+    async fn list(&self, after: Option<&str>, limit: usize, now: u64) -> Result<Page, StoreError> {
         let after = after.map(str::to_owned);
         self.run(move |inner| inner.list(after.as_deref(), limit, now))
             .await
