@@ -200,6 +200,7 @@ store_suite!(
     a_waiting_reader_wakes_on_a_change,
     lost_feed_history_is_a_gap_and_a_fresh_snapshot_recovers,
     a_foreign_position_is_a_gap,
+    extreme_limits_and_waits_are_safe,
     a_corrupt_stored_value_is_skipped,
     writes_are_durable_across_reopening,
     kind_and_location_describe_the_store,
@@ -518,6 +519,23 @@ async fn a_foreign_position_is_a_gap(backend: impl Backend) {
     }
 }
 
+async fn extreme_limits_and_waits_are_safe(backend: impl Backend) {
+    let store = backend.store();
+    let all = insert_many(store, 3).await;
+    let page = store.list(None, usize::MAX, NOW).await.expect("list");
+    assert_eq!((page.revocations, page.next), (all.clone(), None));
+    // A limit of 0 is taken as 1.
+    let page = store.list(None, 0, NOW).await.expect("list");
+    assert_eq!(page.revocations, all[..1].to_vec());
+    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    store.insert(&token("late"), NOW).await.expect("insert");
+    let batch = store
+        .changes(&position, Duration::MAX)
+        .await
+        .expect("changes");
+    assert!(matches!(batch, ChangeBatch::Changes(changes, _) if changes.len() == 1));
+}
+
 async fn a_corrupt_stored_value_is_skipped(mut backend: impl Backend) {
     let all = insert_many(backend.store(), 3).await;
     let broken = &all[1].key;
@@ -692,6 +710,54 @@ where
             Err(err) => panic!("still failing: {err}"),
         }
     }
+}
+
+#[tokio::test]
+async fn redis_frozen_gives_unavailable_within_the_time_budget() {
+    let redis = RedisProcess::start();
+    let options = RedisOptions {
+        connection_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&redis.url(), PREFIX, options)
+        .await
+        .expect("connect");
+    let backend = Redis { redis, store };
+    let a = token("a");
+    backend.store.insert(&a, NOW).await.expect("insert");
+    let position = backend
+        .store
+        .snapshot(NOW)
+        .await
+        .expect("snapshot")
+        .position;
+
+    backend.redis.pause();
+    let store = &backend.store;
+    assert_unavailable(store.insert(&token("b"), NOW).await, "insert");
+    assert_unavailable(store.get(&a.key, NOW).await, "get");
+    assert_unavailable(store.snapshot(NOW).await, "snapshot");
+    assert_unavailable(
+        store.changes(&position, Duration::from_millis(100)).await,
+        "changes",
+    );
+
+    backend.redis.resume();
+    let got = eventually(|| store.get(&a.key, NOW)).await;
+    assert_eq!(got, Some(a));
+    // A timed-out write is an unknown outcome: Redis may run it once it thaws, whole.
+    let b = token("b");
+    let mut expected = Vec::new();
+    if store.get(&b.key, NOW).await.expect("get").is_some() {
+        expected.push(Change::Put(b));
+    }
+    let c = token("c");
+    eventually(|| store.insert(&c, NOW)).await;
+    expected.push(Change::Put(c));
+    // The feed connection, abandoned while blocked, is replaced.
+    let (changes, _) = read_changes(store, &position, expected.len()).await;
+    assert_eq!(changes, expected);
 }
 
 #[tokio::test]

@@ -9,9 +9,12 @@ pub mod redis;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
 
 /// Most changes returned by one call to `changes`.
 const MAX_CHANGES_PER_BATCH: usize = 1000;
+/// Longest wait of one call to `changes`; a longer one returns an empty batch earlier.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// A random 64-bit value, used to tell apart feed incarnations (no cryptographic use).
 fn random_u64() -> u64 {

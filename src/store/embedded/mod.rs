@@ -8,7 +8,7 @@
 
 mod feed;
 
-use super::{MAX_CHANGES_PER_BATCH, random_u64};
+use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
 use crate::revocation::{
     Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
     StoreError,
@@ -55,7 +55,11 @@ pub struct EmbeddedStore {
 struct Inner {
     db: Database,
     path: PathBuf,
-    /// Held across each write transaction, so feed order is commit order.
+    /// Held across each write transaction and its feed entry, so feed order is commit order
+    /// and a snapshot can read a state and its position together.
+    writer: Mutex<()>,
+    /// Held only briefly (never across disk I/O), so async readers of the feed never wait
+    /// for a commit.
     feed: Mutex<Feed>,
     /// The sequence number of the last change, for waiters.
     last_seq: watch::Sender<u64>,
@@ -95,6 +99,7 @@ impl EmbeddedStore {
         let inner = Inner {
             db,
             path: path.clone(),
+            writer: Mutex::new(()),
             feed: Mutex::new(Feed::new(random_u64(), options.feed_capacity)),
             last_seq: watch::Sender::new(0),
         };
@@ -150,7 +155,7 @@ impl Store for EmbeddedStore {
         position: &FeedPosition,
         wait: Duration,
     ) -> Result<ChangeBatch, StoreError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         // Subscribed before looking, so a change made after the look wakes us.
         let mut last_seq = self.inner.last_seq.subscribe();
         loop {
@@ -194,21 +199,28 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // It guards no data: a panic while holding it cannot leave anything half-done.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn error(&self, err: impl std::fmt::Display) -> StoreError {
         StoreError::Internal(format!("{}: {err}", self.path.display()))
     }
 
-    /// Commits `change` under the feed lock, then publishes it.
-    fn publish(&self, mut feed: MutexGuard<'_, Feed>, change: Change) {
-        let seq = feed.push(change);
-        drop(feed);
+    /// Appends a committed change to the feed (the caller holds the writer lock) and wakes
+    /// the readers.
+    fn publish(&self, change: Change) {
+        let seq = self.lock_feed().push(change);
         self.last_seq.send_replace(seq);
     }
 
     fn insert(&self, revocation: Revocation, now: u64) -> Result<Inserted, StoreError> {
         let encoded = revocation.key.encode();
         let json = serde_json::to_vec(&revocation).map_err(|err| self.error(err))?;
-        let feed = self.lock_feed();
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|err| self.error(err))?;
         {
             let mut revocations = txn.open_table(REVOCATIONS).map_err(|err| self.error(err))?;
@@ -234,13 +246,13 @@ impl Inner {
         }
         txn.commit().map_err(|err| self.error(err))?;
         tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
-        self.publish(feed, Change::Put(revocation));
+        self.publish(Change::Put(revocation));
         Ok(Inserted::New)
     }
 
     fn remove(&self, key: RevocationKey, now: u64) -> Result<bool, StoreError> {
         let encoded = key.encode();
-        let feed = self.lock_feed();
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|err| self.error(err))?;
         let live = {
             let mut revocations = txn.open_table(REVOCATIONS).map_err(|err| self.error(err))?;
@@ -265,7 +277,7 @@ impl Inner {
         txn.commit().map_err(|err| self.error(err))?;
         if live {
             tracing::debug!(key = %encoded, "revocation removed");
-            self.publish(feed, Change::Delete(key));
+            self.publish(Change::Delete(key));
         }
         Ok(live)
     }
@@ -317,12 +329,12 @@ impl Inner {
     }
 
     fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
-        // Writers commit under the feed lock, so this read sees exactly the changes up to
-        // `position`.
+        // Writers commit and publish under the writer lock, so this read sees exactly the
+        // changes up to `position`.
         let (position, txn) = {
-            let feed = self.lock_feed();
+            let _writer = self.lock_writer();
             let txn = self.db.begin_read().map_err(|err| self.error(err))?;
-            (feed.position(), txn)
+            (self.lock_feed().position(), txn)
         };
         let revocations = txn.open_table(REVOCATIONS).map_err(|err| self.error(err))?;
         let mut live = Vec::new();
@@ -341,7 +353,7 @@ impl Inner {
     }
 
     fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
-        let _feed = self.lock_feed();
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|err| self.error(err))?;
         let mut purged = 0;
         {

@@ -21,7 +21,7 @@
 
 mod scripts;
 
-use super::{MAX_CHANGES_PER_BATCH, random_u64};
+use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
 use crate::revocation::{
     Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
     StoreError,
@@ -363,7 +363,7 @@ impl Store for RedisStore {
         let mut page: Vec<Revocation> = Vec::new();
         loop {
             // One more than the page, to know whether another page follows.
-            let count = (limit + 1 - page.len()).clamp(64, SCAN_COUNT);
+            let count = (limit - page.len()).saturating_add(1).clamp(64, SCAN_COUNT);
             let mut conn = self.conn.clone();
             let keys: Vec<String> = self
                 .call("ZRANGE", async {
@@ -477,7 +477,7 @@ impl Store for RedisStore {
         if self.feed_state(None).await?.is_gap(&after) {
             return Ok(ChangeBatch::Gap);
         }
-        let entries = self.read_feed(after.id, wait).await?;
+        let entries = self.read_feed(after.id, wait.min(MAX_WAIT)).await?;
         let Some(last) = entries.last() else {
             return Ok(ChangeBatch::Changes(Vec::new(), position.clone()));
         };
