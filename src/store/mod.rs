@@ -7,6 +7,9 @@
 pub mod embedded;
 pub mod redis;
 
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use redis::{RedisOptions, RedisStore};
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;

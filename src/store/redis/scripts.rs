@@ -40,7 +40,8 @@ local function live_value(rev, exp, key, now)
   local score = redis.call('ZSCORE', exp, key)
   if not score or tonumber(score) <= tonumber(now) then return nil end
   local ok, decoded = pcall(cjson.decode, value)
-  if not ok or type(decoded) ~= 'table' then return nil end
+  if not ok or type(decoded) ~= 'table' or type(decoded.key) ~= 'table'
+    or type(decoded.expires_at) ~= 'number' then return nil end
   return value
 end
 "#
