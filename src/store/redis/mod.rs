@@ -11,7 +11,7 @@
 //! | `{p}:feed`       | STREAM | `op=put rev=<JSON>` or `op=del key=<encoded key>`        |
 //! | `{p}:epoch`      | STRING | random name of this data set, to notice a wiped Redis    |
 //!
-//! Writes are Lua scripts ([`scripts`]) that change the data and append to the feed
+//! Writes are Lua scripts (module `scripts`) that change the data and append to the feed
 //! atomically. A feed position is `<epoch>/<stream id>/<entries added up to it>`; a gap is
 //! reported when the epoch changed (Redis was wiped), the stream is gone or behind the
 //! position, or entries after the position were trimmed: the stream holds only its last

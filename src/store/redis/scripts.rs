@@ -129,7 +129,7 @@ return state
 pub(super) static FEED_STATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("#!lua flags=no-writes\n{FEED_STATE_BODY}")));
 
-/// Like [`FEED_STATE`], but first sets the epoch to ARGV[1] if there is none, so that a
+/// Like [`FEED_STATE`], but first sets the epoch to `ARGV[1]` if there is none, so that a
 /// snapshot's position always names one.
 pub(super) static FEED_HEAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
