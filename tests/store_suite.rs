@@ -906,3 +906,29 @@ async fn redis_a_wiped_database_is_a_gap() {
         ChangeBatch::Gap
     );
 }
+
+#[tokio::test]
+async fn redis_a_partly_trimmed_feed_is_a_gap_only_for_positions_before_the_trim() {
+    let backend = Redis::new().await;
+    let store = &backend.store;
+    let start = store.snapshot(NOW).await.expect("snapshot").position;
+    let mut positions = vec![start];
+    for id in ["a", "b", "c"] {
+        store.insert(&token(id), NOW).await.expect("insert");
+        positions.push(store.snapshot(NOW).await.expect("snapshot").position);
+    }
+    // Following the feed lands on the same position as a snapshot taken at the same point.
+    let (changes, followed) = read_changes(store, &positions[0], 3).await;
+    assert_eq!(changes.len(), 3);
+    assert_eq!(followed, positions[3]);
+    // Keep only the entry of "c".
+    backend.command(&["XTRIM", &Redis::key("feed"), "MAXLEN", "1"]);
+    for stale in &positions[..2] {
+        assert_eq!(
+            store.changes(stale, Duration::ZERO).await.expect("changes"),
+            ChangeBatch::Gap
+        );
+    }
+    let (changes, _) = read_changes(store, &positions[2], 1).await;
+    assert_eq!(changes, vec![Change::Put(token("c"))]);
+}
