@@ -19,6 +19,7 @@
 //! `max-deleted-entry-id` is also checked, but 7.0 does not advance it on `XTRIM`).
 //! Every call is bounded in time: a dead Redis gives [`StoreError::Unavailable`].
 
+mod feed;
 mod scripts;
 
 use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
@@ -27,6 +28,7 @@ use crate::revocation::{
     StoreError,
 };
 use async_trait::async_trait;
+use feed::{FeedState, Position, StreamPos};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
@@ -558,83 +560,6 @@ impl RedisStore {
     }
 }
 
-/// What the feed looks like now.
-#[derive(Debug)]
-struct FeedState {
-    epoch: String,
-    exists: bool,
-    last_generated: StreamPos,
-    max_deleted: StreamPos,
-    /// Entries ever added to the stream.
-    entries_added: u64,
-    /// Entries it holds now: the last `length` of those added.
-    length: u64,
-}
-
-impl FeedState {
-    /// Whether changes after `after` may have been lost.
-    fn is_gap(&self, after: &Position) -> bool {
-        if self.epoch != after.epoch {
-            return true;
-        }
-        if !self.exists {
-            return after.id != StreamPos::ZERO || after.count != 0;
-        }
-        self.last_generated < after.id
-            || self.entries_added < after.count
-            || after.count < self.entries_added.saturating_sub(self.length)
-            || self.max_deleted > after.id
-    }
-}
-
-/// A stream entry id, `<ms>-<seq>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct StreamPos(u64, u64);
-
-impl StreamPos {
-    const ZERO: Self = Self(0, 0);
-
-    fn parse(text: &str) -> Option<Self> {
-        let (ms, seq) = text.split_once('-')?;
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-}
-
-impl fmt::Display for StreamPos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
-}
-
-/// A feed position: `<epoch>/<stream id>/<count>`, where `count` entries had been added to
-/// the stream up to and including `id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Position {
-    epoch: String,
-    id: StreamPos,
-    count: u64,
-}
-
-impl Position {
-    fn parse(position: &FeedPosition) -> Option<Self> {
-        let mut parts = position.0.split('/');
-        let (Some(epoch), Some(id), Some(count), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        Some(Self {
-            epoch: epoch.to_owned(),
-            id: StreamPos::parse(id)?,
-            count: count.parse().ok()?,
-        })
-    }
-
-    fn to_feed(&self) -> FeedPosition {
-        FeedPosition(format!("{}/{}/{}", self.epoch, self.id, self.count))
-    }
-}
-
 /// Parses a stored value, warning (and returning `None`) when it is unreadable.
 fn parse(key: &str, value: &[u8]) -> Option<Revocation> {
     match serde_json::from_slice::<Revocation>(value) {
@@ -728,54 +653,5 @@ mod tests {
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "<unparseable redis url>");
-    }
-
-    #[test]
-    fn gaps_follow_epoch_reset_and_trimming() {
-        let at = |epoch: &str, ms: u64, count: u64| Position {
-            epoch: epoch.into(),
-            id: StreamPos(ms, 0),
-            count,
-        };
-        // Entries 1..=10 added at ms 1..=10; the last 4 are kept.
-        let state = FeedState {
-            epoch: "e".into(),
-            exists: true,
-            last_generated: StreamPos(10, 0),
-            max_deleted: StreamPos::ZERO,
-            entries_added: 10,
-            length: 4,
-        };
-        assert!(!state.is_gap(&at("e", 6, 6)));
-        assert!(!state.is_gap(&at("e", 10, 10)));
-        assert!(state.is_gap(&at("e", 5, 5)), "entry 6 was trimmed");
-        assert!(state.is_gap(&at("e", 11, 11)), "the stream was reset");
-        assert!(state.is_gap(&at("other", 6, 6)), "redis was wiped");
-        let deleted = FeedState {
-            max_deleted: StreamPos(8, 0),
-            ..state
-        };
-        assert!(deleted.is_gap(&at("e", 7, 7)));
-        let gone = FeedState {
-            exists: false,
-            last_generated: StreamPos::ZERO,
-            entries_added: 0,
-            length: 0,
-            ..deleted
-        };
-        assert!(!gone.is_gap(&at("e", 0, 0)));
-        assert!(gone.is_gap(&at("e", 1, 1)));
-    }
-
-    #[test]
-    fn positions_round_trip_and_refuse_garbage() {
-        let position = FeedPosition("abc/17-3/5".into());
-        let parsed = Position::parse(&position).expect("valid");
-        assert_eq!(parsed.id, StreamPos(17, 3));
-        assert_eq!(parsed.count, 5);
-        assert_eq!(parsed.to_feed(), position);
-        for bad in ["", "abc/17-3", "abc/17/5", "abc/17-3/x", "abc/17-3/5/6"] {
-            assert_eq!(Position::parse(&FeedPosition(bad.into())), None, "{bad:?}");
-        }
     }
 }
