@@ -79,8 +79,10 @@ pub struct Page {
 /// Durable storage of revocations, with a change feed that replicas follow.
 ///
 /// Every method that writes returns only once the write is durable in the store; on error
-/// nothing was written. Expired revocations (`expires_at <= now`) are never returned and are
-/// removed by the store in time.
+/// nothing was written, except that a network store cannot take back a write that it sent
+/// before timing out (`Unavailable`): that write may still be applied, whole, later. Retrying
+/// is safe: `insert` then answers `Existing`, `remove` answers `false`. Expired revocations
+/// (`expires_at <= now`) are never returned and are removed by the store in time.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records `revocation` unless a live one with the same key exists, appending the change

@@ -10,7 +10,7 @@
 pub mod envoy;
 pub mod http;
 pub mod ports;
-// `pub mod redis;` (RedisProcess) is added with tests/support/redis.rs.
+pub mod redis;
 pub mod server;
 pub mod tokens;
 pub mod upstream;

@@ -1,0 +1,657 @@
+//! The Redis store: revocations shared by every replica of a mesh, with a Redis Stream as the
+//! change feed.
+//!
+//! All keys share the hash tag `{<prefix>}`, so they live in one slot (ready for Cluster):
+//!
+//! | key              | type   | content                                                  |
+//! |------------------|--------|----------------------------------------------------------|
+//! | `{p}:rev`        | HASH   | encoded key → JSON of the `Revocation`                   |
+//! | `{p}:exp`        | ZSET   | encoded key, scored by `expires_at` (what to purge)      |
+//! | `{p}:idx`        | ZSET   | encoded key, score 0 (key order for `list`)              |
+//! | `{p}:feed`       | STREAM | `op=put rev=<JSON>` or `op=del key=<encoded key>`        |
+//! | `{p}:epoch`      | STRING | random name of this data set, to notice a wiped Redis    |
+//!
+//! Writes are Lua scripts (module `scripts`) that change the data and append to the feed
+//! atomically. A feed position is `<epoch>/<stream id>/<entries added up to it>`; a gap is
+//! reported when the epoch changed (Redis was wiped), the stream is gone or behind the
+//! position, or entries after the position were trimmed: the stream holds only its last
+//! `length` of `entries-added` entries (`XINFO STREAM`, Redis 7.0 and later; its
+//! `max-deleted-entry-id` is also checked, but 7.0 does not advance it on `XTRIM`).
+//! Every call is bounded in time: a dead Redis gives [`StoreError::Unavailable`].
+
+mod feed;
+mod scripts;
+
+use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
+use crate::revocation::{
+    Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
+    StoreError,
+};
+use async_trait::async_trait;
+use feed::{FeedState, Position, StreamPos};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// How many expired entries each write also purges.
+const PURGE_PER_WRITE: usize = 100;
+/// How many expired entries one purge step deletes.
+const PURGE_PER_STEP: usize = 1000;
+/// How many hash fields or index keys one read asks for.
+const SCAN_COUNT: usize = 1000;
+
+/// Connection settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Longest wait for a TCP (and TLS) connection to be established.
+    pub connection_timeout: Duration,
+    /// Longest wait for the answer to one command (a blocking feed read adds its own wait).
+    pub response_timeout: Duration,
+    /// Approximate number of entries the change feed keeps (`XADD MAXLEN ~`).
+    pub feed_max_len: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            connection_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+            feed_max_len: 100_000,
+        }
+    }
+}
+
+/// The names of the keys of one prefix.
+#[derive(Debug)]
+struct Keys {
+    rev: String,
+    exp: String,
+    idx: String,
+    feed: String,
+    epoch: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let key = |name: &str| format!("{{{prefix}}}:{name}");
+        Self {
+            rev: key("rev"),
+            exp: key("exp"),
+            idx: key("idx"),
+            feed: key("feed"),
+            epoch: key("epoch"),
+        }
+    }
+}
+
+/// Revocations in Redis, with a Redis Stream as the change feed.
+pub struct RedisStore {
+    client: redis::Client,
+    /// Shared by every command except the blocking feed read.
+    conn: ConnectionManager,
+    /// The blocking feed read's own connection, made on first use and replaced after a
+    /// timeout (a blocked read would otherwise hold it).
+    feed_conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    keys: Keys,
+    options: RedisOptions,
+    location: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("location", &self.location)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Prepares a store on the Redis at `url` (`redis://`, `rediss://`, `redis+unix://`),
+    /// under keys `{key_prefix}:…`.
+    ///
+    /// Fails only on a bad URL or prefix: an unreachable Redis is logged and retried on use.
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let location = redact(url);
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Internal(format!(
+                "invalid redis key prefix {key_prefix:?}: it must be non-empty, without braces"
+            )));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|err| StoreError::Internal(format!("invalid redis url {location}: {err}")))?;
+        let conn = client
+            .get_connection_manager_lazy(manager_config(&options, Some(options.response_timeout)))
+            .map_err(|err| StoreError::Internal(format!("redis client {location}: {err}")))?;
+        let store = Self {
+            client,
+            conn,
+            feed_conn: tokio::sync::Mutex::new(None),
+            keys: Keys::new(key_prefix),
+            options,
+            location,
+        };
+        store.probe().await;
+        Ok(store)
+    }
+
+    /// Logs whether Redis answers now and whether it is recent enough for gap detection.
+    async fn probe(&self) {
+        let mut conn = self.conn.clone();
+        let info = self
+            .call("INFO", async move {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async::<String>(&mut conn)
+                    .await
+            })
+            .await;
+        match info {
+            Ok(info) => {
+                let version = info
+                    .lines()
+                    .find_map(|line| line.strip_prefix("redis_version:"))
+                    .unwrap_or("unknown")
+                    .trim()
+                    .to_owned();
+                let major: u32 = version
+                    .split('.')
+                    .next()
+                    .and_then(|major| major.parse().ok())
+                    .unwrap_or(0);
+                if major < 7 {
+                    tracing::warn!(location = %self.location, %version,
+                        "redis older than 7.0 cannot report feed trimming; replicas may miss changes after a long disconnection");
+                } else {
+                    tracing::info!(location = %self.location, %version, "redis store connected");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(location = %self.location, error = %err,
+                    "redis not reachable yet; calls will retry and fail with unavailable meanwhile");
+            }
+        }
+    }
+
+    /// The longest one command may take, reconnection included.
+    fn budget(&self) -> Duration {
+        self.options.connection_timeout + self.options.response_timeout
+    }
+
+    /// Runs one Redis operation within the time budget, mapping its error.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        within(op, self.budget(), work).await
+    }
+
+    /// The feed's state, as seen by [`scripts::FEED_STATE`] or (`new_epoch`) [`scripts::FEED_HEAD`].
+    async fn feed_state(&self, new_epoch: Option<String>) -> Result<FeedState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (epoch, exists, last, deleted, added, length): (String, i64, String, String, i64, i64) =
+            self.call("feed state", async {
+                let mut invocation = match &new_epoch {
+                    Some(epoch) => {
+                        let mut invocation = scripts::FEED_HEAD.prepare_invoke();
+                        invocation.arg(epoch);
+                        invocation
+                    }
+                    None => scripts::FEED_STATE.prepare_invoke(),
+                };
+                invocation
+                    .key(&self.keys.epoch)
+                    .key(&self.keys.feed)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let id = |text: &str| {
+            StreamPos::parse(text).ok_or_else(|| {
+                StoreError::Internal(format!("redis returned a bad stream id {text:?}"))
+            })
+        };
+        let (Ok(entries_added), Ok(length)) = (u64::try_from(added), u64::try_from(length)) else {
+            return Err(StoreError::Internal(
+                "redis does not report stream entries-added: version 7.0 or later is required"
+                    .into(),
+            ));
+        };
+        Ok(FeedState {
+            epoch,
+            exists: exists == 1,
+            last_generated: id(&last)?,
+            max_deleted: id(&deleted)?,
+            entries_added,
+            length,
+        })
+    }
+
+    /// Reads feed entries after `after`, blocking up to `wait` for the first one.
+    async fn read_feed(
+        &self,
+        after: StreamPos,
+        wait: Duration,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        let budget = self.budget() + wait;
+        let mut guard = tokio::time::timeout(budget, self.feed_conn.lock())
+            .await
+            .map_err(|_| StoreError::Unavailable("redis feed read is busy".into()))?;
+        let conn = match guard.as_mut() {
+            Some(conn) => conn,
+            None => guard.insert(
+                self.client
+                    .get_connection_manager_lazy(manager_config(&self.options, None))
+                    .map_err(|err| map_error("XREAD", err))?,
+            ),
+        };
+        let mut cmd = redis::cmd("XREAD");
+        if !wait.is_zero() {
+            // `BLOCK 0` would block forever.
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        cmd.arg("COUNT")
+            .arg(MAX_CHANGES_PER_BATCH)
+            .arg("STREAMS")
+            .arg(&self.keys.feed)
+            .arg(after.to_string());
+        let reply = within(
+            "XREAD",
+            budget,
+            cmd.query_async::<Option<StreamReadReply>>(conn),
+        )
+        .await;
+        if reply.is_err() {
+            // The connection may still be blocked in Redis: start afresh next time.
+            *guard = None;
+        }
+        Ok(reply?
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn insert(&self, revocation: &Revocation, now: u64) -> Result<Inserted, StoreError> {
+        let encoded = revocation.key.encode();
+        let json = serde_json::to_string(revocation)
+            .map_err(|err| StoreError::Internal(format!("cannot encode revocation: {err}")))?;
+        let mut conn = self.conn.clone();
+        let (recorded, existing): (i64, Vec<u8>) = self
+            .call("insert", async {
+                scripts::INSERT
+                    .key(&self.keys.rev)
+                    .key(&self.keys.exp)
+                    .key(&self.keys.idx)
+                    .key(&self.keys.feed)
+                    .arg(&encoded)
+                    .arg(&json)
+                    .arg(revocation.expires_at)
+                    .arg(now)
+                    .arg(self.options.feed_max_len)
+                    .arg(PURGE_PER_WRITE)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if recorded == 1 {
+            tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
+            return Ok(Inserted::New);
+        }
+        parse(&encoded, &existing)
+            .map(Inserted::Existing)
+            .ok_or_else(|| {
+                StoreError::Internal(format!("the stored revocation {encoded:?} is unreadable"))
+            })
+    }
+
+    async fn remove(&self, key: &RevocationKey, now: u64) -> Result<bool, StoreError> {
+        let encoded = key.encode();
+        let mut conn = self.conn.clone();
+        let removed: i64 = self
+            .call("remove", async {
+                scripts::REMOVE
+                    .key(&self.keys.rev)
+                    .key(&self.keys.exp)
+                    .key(&self.keys.idx)
+                    .key(&self.keys.feed)
+                    .arg(&encoded)
+                    .arg(now)
+                    .arg(self.options.feed_max_len)
+                    .arg(PURGE_PER_WRITE)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if removed == 1 {
+            tracing::debug!(key = %encoded, "revocation removed");
+        }
+        Ok(removed == 1)
+    }
+
+    async fn get(&self, key: &RevocationKey, now: u64) -> Result<Option<Revocation>, StoreError> {
+        let encoded = key.encode();
+        let mut conn = self.conn.clone();
+        let value: Option<Vec<u8>> = self
+            .call("HGET", async {
+                redis::cmd("HGET")
+                    .arg(&self.keys.rev)
+                    .arg(&encoded)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(value
+            .and_then(|value| parse(&encoded, &value))
+            .filter(|revocation| !revocation.is_expired(now)))
+    }
+
+    async fn list(&self, after: Option<&str>, limit: usize, now: u64) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        let mut start = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let mut page: Vec<Revocation> = Vec::new();
+        loop {
+            // One more than the page, to know whether another page follows.
+            let count = (limit - page.len()).saturating_add(1).clamp(64, SCAN_COUNT);
+            let mut conn = self.conn.clone();
+            let keys: Vec<String> = self
+                .call("ZRANGE", async {
+                    redis::cmd("ZRANGE")
+                        .arg(&self.keys.idx)
+                        .arg(&start)
+                        .arg("+")
+                        .arg("BYLEX")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(count)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let Some(last) = keys.last() else { break };
+            start = format!("({last}");
+            let values: Vec<Option<Vec<u8>>> = self
+                .call("HMGET", async {
+                    redis::cmd("HMGET")
+                        .arg(&self.keys.rev)
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for (key, value) in keys.iter().zip(values) {
+                let Some(revocation) = value.and_then(|value| parse(key, &value)) else {
+                    continue;
+                };
+                if revocation.is_expired(now) {
+                    continue;
+                }
+                if page.len() == limit {
+                    let next = page.last().map(|last| last.key.encode());
+                    return Ok(Page {
+                        revocations: page,
+                        next,
+                    });
+                }
+                page.push(revocation);
+            }
+            if keys.len() < count {
+                break;
+            }
+        }
+        Ok(Page {
+            revocations: page,
+            next: None,
+        })
+    }
+
+    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
+        // The position first: changes made while scanning are replayed after it.
+        let head = self
+            .feed_state(Some(format!("{:016x}", random_u64())))
+            .await?;
+        let position = Position {
+            epoch: head.epoch,
+            id: head.last_generated,
+            count: head.entries_added,
+        }
+        .to_feed();
+        let mut live = BTreeMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut conn = self.conn.clone();
+            let (next, fields): (String, Vec<Vec<u8>>) = self
+                .call("HSCAN", async {
+                    redis::cmd("HSCAN")
+                        .arg(&self.keys.rev)
+                        .arg(&cursor)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for pair in fields.chunks_exact(2) {
+                let Ok(key) = std::str::from_utf8(&pair[0]) else {
+                    tracing::warn!(location = %self.location, "skipping entry with a non-UTF-8 key");
+                    continue;
+                };
+                if let Some(revocation) = parse(key, &pair[1])
+                    && !revocation.is_expired(now)
+                {
+                    // HSCAN may return a field twice.
+                    live.insert(key.to_owned(), revocation);
+                }
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(Snapshot {
+            revocations: live.into_values().collect(),
+            position,
+        })
+    }
+
+    async fn changes(
+        &self,
+        position: &FeedPosition,
+        wait: Duration,
+    ) -> Result<ChangeBatch, StoreError> {
+        let Some(after) = Position::parse(position) else {
+            return Ok(ChangeBatch::Gap);
+        };
+        // Checked before reading, so a wiped Redis is noticed without waiting.
+        if self.feed_state(None).await?.is_gap(&after) {
+            return Ok(ChangeBatch::Gap);
+        }
+        let entries = self.read_feed(after.id, wait.min(MAX_WAIT)).await?;
+        let Some(last) = entries.last() else {
+            return Ok(ChangeBatch::Changes(Vec::new(), position.clone()));
+        };
+        let last = StreamPos::parse(&last.id).ok_or_else(|| {
+            StoreError::Internal(format!("redis returned a bad stream id {:?}", last.id))
+        })?;
+        // Checked again, in case entries after `after` were trimmed before the read: if
+        // none were, the entries read are the next ones, without holes.
+        if self.feed_state(None).await?.is_gap(&after) {
+            return Ok(ChangeBatch::Gap);
+        }
+        let changes = entries
+            .iter()
+            .filter_map(|entry| self.parse_change(entry))
+            .collect();
+        let next = Position {
+            id: last,
+            count: after.count + entries.len() as u64,
+            epoch: after.epoch,
+        };
+        Ok(ChangeBatch::Changes(changes, next.to_feed()))
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let step: usize = self
+                .call("purge", async {
+                    scripts::PURGE
+                        .key(&self.keys.rev)
+                        .key(&self.keys.exp)
+                        .key(&self.keys.idx)
+                        .arg(now)
+                        .arg(PURGE_PER_STEP)
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            purged += step;
+            if step < PURGE_PER_STEP {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::debug!(purged, now, "expired revocations purged");
+        }
+        Ok(purged)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+impl RedisStore {
+    /// Turns a feed entry into a change, warning (and returning `None`) when unreadable.
+    fn parse_change(&self, entry: &StreamId) -> Option<Change> {
+        let change = match entry.get::<String>("op").as_deref() {
+            Some("put") => entry
+                .get::<Vec<u8>>("rev")
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .map(Change::Put),
+            Some("del") => entry
+                .get::<String>("key")
+                .and_then(|key| RevocationKey::decode(&key))
+                .map(Change::Delete),
+            _ => None,
+        };
+        if change.is_none() {
+            tracing::warn!(location = %self.location, id = %entry.id, "skipping unreadable feed entry");
+        }
+        change
+    }
+}
+
+/// Parses a stored value, warning (and returning `None`) when it is unreadable.
+fn parse(key: &str, value: &[u8]) -> Option<Revocation> {
+    match serde_json::from_slice::<Revocation>(value) {
+        Ok(revocation) if revocation.key.encode() == key => Some(revocation),
+        Ok(_) => {
+            tracing::warn!(key, "skipping redis entry stored under another key");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(key, error = %err, "skipping unreadable redis entry");
+            None
+        }
+    }
+}
+
+/// Runs `work` within `budget`, mapping its error.
+async fn within<T>(
+    op: &'static str,
+    budget: Duration,
+    work: impl Future<Output = RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(budget, work).await {
+        Ok(result) => result.map_err(|err| map_error(op, err)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis {op}: no answer within {budget:?}"
+        ))),
+    }
+}
+
+/// Sorts a Redis error into "retry later" (unreachable, loading, failing over, busy) or not.
+fn map_error(op: &'static str, err: RedisError) -> StoreError {
+    let transient = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::NoValidReplicasFoundBySentinel
+        )
+        || matches!(err.code(), Some("BUSY" | "OOM"));
+    if transient {
+        StoreError::Unavailable(format!("redis {op}: {err}"))
+    } else {
+        StoreError::Internal(format!("redis {op}: {err}"))
+    }
+}
+
+/// Reconnection settings: few quick retries, since every call has its own time budget.
+fn manager_config(
+    options: &RedisOptions,
+    response_timeout: Option<Duration>,
+) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connection_timeout))
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// The URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+                return "<redis url>".to_owned();
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparseable redis url>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_hides_the_password() {
+        assert_eq!(
+            redact("redis://user:secret@127.0.0.1:6379/0"),
+            "redis://user:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "<unparseable redis url>");
+    }
+}
