@@ -65,7 +65,6 @@ fn assert_invalid_token(response: &Response) {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn valid_token_is_allowed_with_claim_headers_and_without_authorization() {
     let stack = Stack::start();
     let response = stack.get(&tokens::valid("alice"));
@@ -77,7 +76,6 @@ fn valid_token_is_allowed_with_claim_headers_and_without_authorization() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn missing_token_is_denied_without_an_error_code() {
     let stack = Stack::start();
     let response = Request::get("/api/items").send(stack.envoy.listen_port());
@@ -90,7 +88,6 @@ fn missing_token_is_denied_without_an_error_code() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn revoke_then_unrevoke_with_the_cli() {
     let stack = Stack::start();
     let alice = tokens::valid("alice");
@@ -118,7 +115,6 @@ fn revoke_then_unrevoke_with_the_cli() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn revoke_by_jti_and_issuer() {
     let stack = Stack::start();
     let claims = tokens::claims("carol");
@@ -136,7 +132,6 @@ fn revoke_by_jti_and_issuer() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn every_supported_algorithm_is_allowed() {
     let stack = Stack::start();
     let claims = tokens::claims("dave");
@@ -154,7 +149,6 @@ fn every_supported_algorithm_is_allowed() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn hostile_tokens_are_denied() {
     let stack = Stack::start();
     let claims = tokens::claims("mallory");
@@ -190,7 +184,6 @@ fn hostile_tokens_are_denied() {
 }
 
 #[test]
-#[ignore = "needs the jwt-revoker server; the binary is still a stub"]
 fn revocations_survive_a_restart_of_the_embedded_store() {
     let mut stack = Stack::start();
     let token = tokens::valid("erin");

@@ -89,7 +89,7 @@ impl Decider {
             None => match self.verifier.verify(token, now, TimeRule::Enforce).await {
                 Ok(verified) => {
                     let verified = Arc::new(verified);
-                    self.cache.insert(token, Arc::clone(&verified));
+                    self.cache.insert(token, Arc::clone(&verified), now);
                     verified
                 }
                 Err(error) => return Decision::Deny(Denial::InvalidToken(error)),
