@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 use support::envoy::EnvoyProcess;
 use support::http::{Request, Response};
-use support::server::ServerProcess;
+use support::server::{ServerBuilder, ServerProcess};
 use support::tokens;
 use support::upstream::TestUpstream;
 use support::wait_until;
@@ -26,8 +26,12 @@ struct Stack {
 
 impl Stack {
     fn start() -> Self {
+        Self::with(ServerProcess::builder())
+    }
+
+    fn with(builder: ServerBuilder) -> Self {
         let upstream = TestUpstream::start();
-        let server = ServerProcess::start();
+        let server = builder.start();
         let envoy = EnvoyProcess::start(server.authz_port(), upstream.port());
         Self {
             upstream,
@@ -192,4 +196,118 @@ fn revocations_survive_a_restart_of_the_embedded_store() {
     stack.server.restart();
     assert_invalid_token(&stack.wait_for_status(&token, 401));
     assert_eq!(stack.get(&tokens::valid("frank")).status, 200);
+}
+
+#[test]
+fn tokens_outside_their_validity_or_trust_are_denied() {
+    let stack = Stack::start();
+    let mut not_yet = tokens::claims("nina");
+    not_yet["nbf"] = serde_json::json!(tokens::now() + 3600);
+    let mut foreign_issuer = tokens::claims("oscar");
+    foreign_issuer["iss"] = serde_json::json!("https://evil.test");
+    let mut no_exp = tokens::claims("paul");
+    if let Some(map) = no_exp.as_object_mut() {
+        map.remove("exp");
+    }
+    let mut hmac_for_rsa_issuer = tokens::claims("quinn");
+    hmac_for_rsa_issuer["iss"] = serde_json::json!(tokens::HMAC_ISSUER);
+    hmac_for_rsa_issuer["aud"] = serde_json::json!("other");
+    for (name, token) in [
+        ("not yet valid", tokens::rs256(&not_yet)),
+        ("unconfigured issuer", tokens::rs256(&foreign_issuer)),
+        ("no exp", tokens::rs256(&no_exp)),
+        (
+            "wrong audience (HS256)",
+            tokens::hs256(&hmac_for_rsa_issuer),
+        ),
+    ] {
+        let response = stack.get(&token);
+        assert_invalid_token(&response);
+        assert!(!response.text().contains(&token), "{name}: echoed");
+    }
+    let nbf = stack.get(&tokens::rs256(&not_yet));
+    assert!(
+        nbf.header("www-authenticate")
+            .is_some_and(|c| c.contains("not yet valid")),
+        "{:?}",
+        nbf.header("www-authenticate")
+    );
+    assert_eq!(stack.upstream.request_count(), 0);
+}
+
+#[test]
+fn tokens_are_also_found_in_the_configured_header_and_cookie() {
+    let stack = Stack::with(
+        ServerProcess::builder()
+            .extra_toml("[token]\nheader = \"x-access-token\"\ncookie = \"access_token\""),
+    );
+    let port = stack.envoy.listen_port();
+    let header = Request::get("/api/items")
+        .header("x-access-token", &tokens::valid("rita"))
+        .send(port);
+    assert_eq!(header.status, 200, "{}", header.text());
+    assert_eq!(header.json()["headers"]["x-jwt-sub"], "rita");
+    let cookie = Request::get("/api/items")
+        .header(
+            "cookie",
+            &format!("theme=dark; access_token={}", tokens::valid("sam")),
+        )
+        .send(port);
+    assert_eq!(cookie.status, 200, "{}", cookie.text());
+    assert_eq!(cookie.json()["headers"]["x-jwt-sub"], "sam");
+    let revoked = tokens::valid("tess");
+    stack.server.cli_ok(&["revoke", "--token", &revoked]);
+    let denied = Request::get("/api/items")
+        .header("cookie", &format!("access_token={revoked}"))
+        .send(port);
+    assert_invalid_token(&denied);
+}
+
+#[test]
+fn a_client_cannot_forge_claim_headers() {
+    let stack = Stack::start();
+    let mut no_sub = tokens::claims("ignored");
+    if let Some(map) = no_sub.as_object_mut() {
+        map.remove("sub");
+    }
+    let forged = Request::get("/api/items")
+        .bearer(&tokens::rs256(&no_sub))
+        .header("x-jwt-sub", "admin")
+        .send(stack.envoy.listen_port());
+    assert_eq!(forged.status, 200, "{}", forged.text());
+    assert!(
+        forged.json()["headers"].get("x-jwt-sub").is_none(),
+        "a client-sent x-jwt-sub reached the upstream: {}",
+        forged.text()
+    );
+    let overwritten = Request::get("/api/items")
+        .bearer(&tokens::valid("uma"))
+        .header("x-jwt-sub", "admin")
+        .send(stack.envoy.listen_port());
+    assert_eq!(overwritten.json()["headers"]["x-jwt-sub"], "uma");
+}
+
+#[tokio::test]
+async fn a_revoke_through_the_admin_api_is_enforced_on_the_next_request() {
+    use jwt_revoker::admin::pb::{
+        RevokeRequest, revocation_admin_client::RevocationAdminClient, revoke_request,
+    };
+    let stack = Stack::start();
+    let token = tokens::valid("victor");
+    assert_eq!(stack.get(&token).status, 200);
+    let mut client = RevocationAdminClient::connect(stack.server.admin_url())
+        .await
+        .expect("connect to the admin port");
+    let mut request = tonic::Request::new(RevokeRequest {
+        target: Some(revoke_request::Target::Token(token.clone())),
+        reason: "logout".to_owned(),
+        expires_at: None,
+    });
+    let bearer = format!("Bearer {}", support::server::admin_token());
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().expect("metadata"));
+    client.revoke(request).await.expect("revoke");
+    // Acknowledged means enforced here at once: no waiting.
+    assert_invalid_token(&stack.get(&token));
 }

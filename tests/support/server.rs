@@ -44,6 +44,7 @@ pub struct ServerBuilder {
     extra_toml: Vec<String>,
     env: Vec<(String, String)>,
     log_level: String,
+    require_serving: bool,
 }
 
 impl Default for ServerBuilder {
@@ -53,6 +54,7 @@ impl Default for ServerBuilder {
             extra_toml: Vec::new(),
             env: Vec::new(),
             log_level: "info,jwt_revoker=debug".to_owned(),
+            require_serving: true,
         }
     }
 }
@@ -90,7 +92,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Writes the config, starts the server and waits until both ports are SERVING.
+    /// Waits at start only until both ports answer health checks, SERVING or not (for a
+    /// server whose store is down).
+    pub fn serving_not_required(mut self) -> Self {
+        self.require_serving = false;
+        self
+    }
+
+    /// Writes the config, starts the server and waits until both ports are SERVING (or only
+    /// answering, after [`serving_not_required`](Self::serving_not_required)).
     pub fn start(self) -> ServerProcess {
         let dir = tempfile::Builder::new()
             .prefix("jwt-revoker-test-")
@@ -104,6 +114,7 @@ impl ServerBuilder {
             log_path: dir.path().join("server.log"),
             data_dir: dir.path().join("data"),
             env: self.env.clone(),
+            require_serving: self.require_serving,
             _dir: dir,
         };
         // A freshly picked free port can be taken before the server binds it; then try
@@ -203,6 +214,7 @@ pub struct ServerProcess {
     log_path: PathBuf,
     data_dir: PathBuf,
     env: Vec<(String, String)>,
+    require_serving: bool,
     // Holds the config, the log and the embedded store's data for the server's life.
     _dir: tempfile::TempDir,
 }
@@ -251,6 +263,11 @@ impl ServerProcess {
     /// The server's stdout and stderr so far, across restarts.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether `grpc.health.v1.Health` reports the authorization port SERVING.
+    pub fn authz_serving(&self) -> bool {
+        health_check(self.authz_port).unwrap_or(false)
     }
 
     /// Whether the process is still running.
@@ -350,6 +367,7 @@ impl ServerProcess {
             for port in ports {
                 match health_check(port) {
                     Ok(true) => {}
+                    Ok(false) if !self.require_serving => {}
                     Ok(false) => {
                         *last_error = format!("port {port} is not SERVING yet");
                         return None;
