@@ -91,10 +91,10 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let store = open_store(&config.store).await?;
-    tracing::info!(store = store.kind(), location = %store.location(), "revocation store");
     let verifier =
         Arc::new(Verifier::new(&config.issuers, config.leeway, config.max_token_bytes).await?);
+    let store = open_store(&config.store).await?;
+    tracing::info!(store = store.kind(), location = %store.location(), "revocation store");
     let replica = Arc::new(Replica::new(config.replica.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 

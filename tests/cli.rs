@@ -42,6 +42,16 @@ fn assert_one_line_error(output: &Output, needle: &str) {
     assert!(text.contains(needle), "{needle:?} not in {text}");
 }
 
+/// Asserts a failed `serve` printed exactly one `error: …` line (after any log lines)
+/// containing `needle`.
+fn assert_serve_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "should fail: {}", stdout(output));
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {text}");
+    assert!(errors[0].contains(needle), "{needle:?} not in {text}");
+}
+
 /// Asserts a failed run printed an `error: …` message containing `needle` (a TOML parse
 /// error adds the offending line under it).
 fn assert_error(output: &Output, needle: &str) {
@@ -194,21 +204,26 @@ const ISSUER_TOML: &str = r#"
 [[issuers]]
 issuer = "https://issuer.test"
 audiences = ["api"]
-jwks = '{"keys": []}'
+jwks_file = "JWKS"
 algorithms = ["RS256"]
 "#;
+
+/// The issuer section, with the fixture JWKS.
+fn issuer_toml() -> String {
+    ISSUER_TOML.replace("JWKS", &support::fixture("jwks.json").display().to_string())
+}
 
 #[test]
 fn serve_refuses_bad_configuration_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let token = [("JWT_REVOKER_ADMIN_TOKEN", "0123456789abcdef0123")];
     let cases = [
-        (format!("bogus_key = 1\n{ISSUER_TOML}"), "bogus_key"),
+        (format!("bogus_key = 1\n{}", issuer_toml()), "bogus_key"),
         (
-            ISSUER_TOML.replace("[\"RS256\"]", "[\"none\"]"),
+            issuer_toml().replace("[\"RS256\"]", "[\"none\"]"),
             "issuers[0].algorithms",
         ),
-        (format!("leeway = \"forever\"\n{ISSUER_TOML}"), "leeway"),
+        (format!("leeway = \"forever\"\n{}", issuer_toml()), "leeway"),
         ("authz_addr = \"127.0.0.1:1\"\n".to_owned(), "issuers"),
     ];
     for (text, key) in cases {
@@ -226,7 +241,7 @@ fn serve_refuses_bad_configuration_naming_the_key() {
 #[test]
 fn serve_refuses_to_run_the_admin_port_without_a_token() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), ISSUER_TOML);
+    let config = write_config(dir.path(), &issuer_toml());
     let output = run(&["serve", "--config", &config], &[]);
     assert_one_line_error(&output, "admin.token_file");
 }
@@ -244,4 +259,86 @@ fn an_open_admin_port_is_announced_loudly() {
     );
     let output = server.cli_with_token(&["status"], None);
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = ServerProcess::start();
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(server.log().contains("stopped"), "{}", server.log());
+}
+
+#[test]
+fn environment_variables_override_the_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "authz_addr = \"127.0.0.1:1\"\nadmin_addr = \"127.0.0.1:2\"\n[store]\ndata_dir = {:?}\n{}",
+            dir.path().join("data").display().to_string(),
+            issuer_toml()
+        ),
+    );
+    let (authz, admin) = (free_port(), free_port());
+    let authz_addr = format!("127.0.0.1:{authz}");
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", &config])
+        .env("JWT_REVOKER_AUTHZ_ADDR", &authz_addr)
+        .env("JWT_REVOKER_ADMIN_ADDR", &admin_addr)
+        .env("JWT_REVOKER_LOG_LEVEL", "warn")
+        .env("JWT_REVOKER_ADMIN_TOKEN", "0123456789abcdef0123")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let serving = support::wait_until(
+        "health SERVING on the ports from the environment",
+        std::time::Duration::from_secs(20),
+        |last| match (
+            support::server::health_check(authz),
+            support::server::health_check(admin),
+        ) {
+            (Ok(true), Ok(true)) => Some(true),
+            other => {
+                *last = format!("{other:?}");
+                None
+            }
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving);
+}
+
+#[test]
+fn unusable_issuer_keys_stop_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = [("JWT_REVOKER_ADMIN_TOKEN", "0123456789abcdef0123")];
+    let cases = [
+        (
+            issuer_toml().replace(
+                &support::fixture("jwks.json").display().to_string(),
+                "/nonexistent/jwks.json",
+            ),
+            "issuers[0].jwks_file",
+        ),
+        (
+            ISSUER_TOML.replace("jwks_file = \"JWKS\"", "jwks = '{\"keys\": []}'"),
+            "issuers[0].jwks",
+        ),
+    ];
+    for (text, key) in cases {
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "[store]\ndata_dir = {:?}\n{text}",
+                dir.path().join("data").display().to_string()
+            ),
+        );
+        let output = run(&["serve", "--config", &config], &token);
+        assert_serve_error(&output, key);
+    }
 }

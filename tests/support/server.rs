@@ -277,6 +277,18 @@ impl ServerProcess {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Sends SIGTERM and waits for the server to exit, returning how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        child.wait().expect("wait for the server")
+    }
+
     /// Kills the server (SIGKILL: no graceful shutdown) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
