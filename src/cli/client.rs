@@ -59,46 +59,29 @@ pub struct Target {
     pub client: Option<String>,
 }
 
-/// `revoke` flags.
+/// What a command acts on, and where the admin API is.
 #[derive(Debug, Args)]
-pub struct RevokeArgs {
+pub struct TargetArgs {
     #[command(flatten)]
     target: Target,
     /// The issuer (`iss`) of the identifier.
     #[arg(long)]
     issuer: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// `revoke` flags.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    what: TargetArgs,
     /// Why (kept with the revocation).
     #[arg(long, default_value = "")]
     reason: String,
     /// When the revocation may expire (RFC 3339, or Unix seconds); only with an identifier.
     #[arg(long, value_parser = parse_time)]
     expires_at: Option<u64>,
-    #[command(flatten)]
-    connection: Connection,
-}
-
-/// `unrevoke` flags.
-#[derive(Debug, Args)]
-pub struct UnrevokeArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The issuer (`iss`) of the identifier.
-    #[arg(long)]
-    issuer: Option<String>,
-    #[command(flatten)]
-    connection: Connection,
-}
-
-/// `get` flags: an identifier of one kind with its issuer.
-#[derive(Debug, Args)]
-pub struct GetArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The issuer (`iss`) of the identifier.
-    #[arg(long)]
-    issuer: Option<String>,
-    #[command(flatten)]
-    connection: Connection,
 }
 
 /// `list` flags.
@@ -310,7 +293,7 @@ fn resolve(target: &Target, issuer: Option<&str>) -> Result<Resolved, ClientErro
 
 /// Runs `revoke`.
 pub async fn revoke(args: RevokeArgs) -> Result<(), ClientError> {
-    let target = match resolve(&args.target, args.issuer.as_deref())? {
+    let target = match resolve(&args.what.target, args.what.issuer.as_deref())? {
         Resolved::Token(token) => {
             if args.expires_at.is_some() {
                 return Err(ClientError::Usage(
@@ -325,7 +308,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), ClientError> {
         seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
         nanos: 0,
     });
-    let mut client = connect(&args.connection).await?;
+    let mut client = connect(&args.what.connection).await?;
     let response = client
         .revoke(RevokeRequest {
             target: Some(target),
@@ -333,14 +316,14 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), ClientError> {
             expires_at,
         })
         .await
-        .map_err(|s| ClientError::from_status(s, &args.connection.admin_addr))?
+        .map_err(|s| ClientError::from_status(s, &args.what.connection.admin_addr))?
         .into_inner();
     println!("{}", output::revoke_outcome(&response));
     Ok(())
 }
 
 /// Runs `unrevoke`.
-pub async fn unrevoke(args: UnrevokeArgs) -> Result<(), ClientError> {
+pub async fn unrevoke(args: TargetArgs) -> Result<(), ClientError> {
     let target = match resolve(&args.target, args.issuer.as_deref())? {
         Resolved::Token(token) => unrevoke_request::Target::Token(token),
         Resolved::Key(key) => unrevoke_request::Target::Key(key),
@@ -358,7 +341,7 @@ pub async fn unrevoke(args: UnrevokeArgs) -> Result<(), ClientError> {
 }
 
 /// Runs `get`.
-pub async fn get(args: GetArgs) -> Result<(), ClientError> {
+pub async fn get(args: TargetArgs) -> Result<(), ClientError> {
     let key = match resolve(&args.target, args.issuer.as_deref())? {
         Resolved::Key(key) => key,
         Resolved::Token(_) => {

@@ -25,9 +25,9 @@ pub enum Command {
     /// Revoke a token (raw, or issuer + jti), a session, a subject or a client.
     Revoke(client::RevokeArgs),
     /// Remove a revocation (re-approve).
-    Unrevoke(client::UnrevokeArgs),
+    Unrevoke(client::TargetArgs),
     /// Show one revocation.
-    Get(client::GetArgs),
+    Get(client::TargetArgs),
     /// List live revocations.
     List(client::ListArgs),
     /// Show the server's store and replica state.
