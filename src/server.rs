@@ -91,8 +91,15 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let verifier =
-        Arc::new(Verifier::new(&config.issuers, config.leeway, config.max_token_bytes).await?);
+    let verifier = Arc::new(
+        Verifier::new(
+            &config.issuers,
+            config.leeway,
+            config.max_token_bytes,
+            config.max_token_lifetime,
+        )
+        .await?,
+    );
     let store = open_store(&config.store).await?;
     tracing::info!(store = store.kind(), location = %store.location(), "revocation store");
     let replica = Arc::new(Replica::new(config.replica.clone()));

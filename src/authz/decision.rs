@@ -84,12 +84,14 @@ impl Decider {
             Ok(None) => return Decision::Deny(Denial::NoToken),
             Err(error) => return Decision::Deny(Denial::InvalidToken(error)),
         };
-        let verified = match self.cache.get(token, now) {
+        let generation = self.verifier.key_generation();
+        let verified = match self.cache.get(token, now, generation) {
             Some(verified) => verified,
             None => match self.verifier.verify(token, now, TimeRule::Enforce).await {
                 Ok(verified) => {
                     let verified = Arc::new(verified);
-                    self.cache.insert(token, Arc::clone(&verified), now);
+                    self.cache
+                        .insert(token, Arc::clone(&verified), now, generation);
                     verified
                 }
                 Err(error) => return Decision::Deny(Denial::InvalidToken(error)),

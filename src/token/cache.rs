@@ -14,6 +14,8 @@ const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 struct Entry {
     token: Arc<VerifiedToken>,
     ttl: Duration,
+    /// The verifier's key generation when the token was verified.
+    generation: u64,
 }
 
 /// Ends each entry after the time-to-live computed when it was inserted.
@@ -49,21 +51,22 @@ impl VerifiedCache {
         }
     }
 
-    /// The cached verification of `token`, if any and still unexpired at `now` (seconds since
-    /// the Unix epoch).
-    pub fn get(&self, token: &str, now: u64) -> Option<Arc<VerifiedToken>> {
+    /// The cached verification of `token`, if any, still unexpired at `now` (seconds since
+    /// the Unix epoch) and made under the verifier's current key `generation` (a changed key
+    /// set may have withdrawn the key it rested on).
+    pub fn get(&self, token: &str, now: u64, generation: u64) -> Option<Arc<VerifiedToken>> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(token)?;
-        if self.expires_at(&entry.token) <= now {
+        if self.expires_at(&entry.token) <= now || entry.generation != generation {
             cache.invalidate(token);
             return None;
         }
         Some(entry.token)
     }
 
-    /// Remembers that `token` verified as `verified` at `now`; does nothing for a token that
-    /// is already expired.
-    pub fn insert(&self, token: &str, verified: Arc<VerifiedToken>, now: u64) {
+    /// Remembers that `token` verified as `verified` at `now` under key `generation`; does
+    /// nothing for a token that is already expired.
+    pub fn insert(&self, token: &str, verified: Arc<VerifiedToken>, now: u64, generation: u64) {
         let Some(cache) = &self.cache else {
             return;
         };
@@ -77,6 +80,7 @@ impl VerifiedCache {
             Entry {
                 token: verified,
                 ttl,
+                generation,
             },
         );
     }
@@ -103,37 +107,49 @@ mod tests {
     #[test]
     fn serves_an_entry_until_exp_plus_leeway() {
         let cache = VerifiedCache::new(10, Duration::from_secs(30));
-        cache.insert("t", verified(1000), 900);
-        assert!(cache.get("t", 900).is_some());
-        assert!(cache.get("t", 1029).is_some());
-        assert!(cache.get("t", 1030).is_none());
+        cache.insert("t", verified(1000), 900, 0);
+        assert!(cache.get("t", 900, 0).is_some());
+        assert!(cache.get("t", 1029, 0).is_some());
+        assert!(cache.get("t", 1030, 0).is_none());
         // The stale entry was dropped: even an earlier clock no longer finds it.
-        assert!(cache.get("t", 900).is_none());
-        assert!(cache.get("other", 900).is_none());
+        assert!(cache.get("t", 900, 0).is_none());
+        assert!(cache.get("other", 900, 0).is_none());
+    }
+
+    #[test]
+    fn a_changed_key_generation_is_a_miss() {
+        let cache = VerifiedCache::new(10, Duration::ZERO);
+        cache.insert("t", verified(1000), 900, 3);
+        assert!(cache.get("t", 900, 3).is_some());
+        assert!(cache.get("t", 900, 4).is_none());
+        assert!(
+            cache.get("t", 900, 3).is_none(),
+            "the stale entry was dropped"
+        );
     }
 
     #[test]
     fn expired_tokens_are_not_inserted() {
         let cache = VerifiedCache::new(10, Duration::ZERO);
-        cache.insert("t", verified(1000), 1000);
-        assert!(cache.get("t", 999).is_none());
+        cache.insert("t", verified(1000), 1000, 0);
+        assert!(cache.get("t", 999, 0).is_none());
     }
 
     #[test]
     fn zero_capacity_disables_the_cache() {
         let cache = VerifiedCache::new(0, Duration::ZERO);
-        cache.insert("t", verified(1000), 900);
-        assert!(cache.get("t", 900).is_none());
+        cache.insert("t", verified(1000), 900, 0);
+        assert!(cache.get("t", 900, 0).is_none());
     }
 
     #[test]
     fn entries_expire_in_real_time_too() {
         let cache = VerifiedCache::new(10, Duration::ZERO);
         // One second left: moka drops it once that second has passed.
-        cache.insert("t", verified(1001), 1000);
-        assert!(cache.get("t", 1000).is_some());
+        cache.insert("t", verified(1001), 1000, 0);
+        assert!(cache.get("t", 1000, 0).is_some());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while cache.get("t", 1000).is_some() {
+        while cache.get("t", 1000, 0).is_some() {
             assert!(Instant::now() < deadline, "entry outlived its ttl");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -143,7 +159,7 @@ mod tests {
     fn capacity_is_bounded() {
         let cache = VerifiedCache::new(5, Duration::ZERO);
         for i in 0..100 {
-            cache.insert(&format!("t{i}"), verified(1000), 900);
+            cache.insert(&format!("t{i}"), verified(1000), 900, 0);
         }
         let Some(inner) = &cache.cache else {
             panic!("enabled");

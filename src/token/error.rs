@@ -44,6 +44,12 @@ pub enum TokenError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("token not yet valid")]
     NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// The token could stay valid longer than the configured `max_token_lifetime`.
+    #[error("token lifetime longer than max_token_lifetime")]
+    LifetimeTooLong,
     /// No audience of the token is among the issuer's configured audiences.
     #[error("wrong audience")]
     WrongAudience,
@@ -71,6 +77,8 @@ impl TokenError {
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim(_) => "missing_claim",
             Self::KeysUnavailable => "keys_unavailable",
@@ -92,7 +100,7 @@ impl TokenError {
 mod tests {
     use super::TokenError;
 
-    const ALL: [TokenError; 15] = [
+    const ALL: [TokenError; 17] = [
         TokenError::Malformed,
         TokenError::TooLarge,
         TokenError::Encrypted,
@@ -105,6 +113,8 @@ mod tests {
         TokenError::BadSignature,
         TokenError::Expired,
         TokenError::NotYetValid,
+        TokenError::IssuedInFuture,
+        TokenError::LifetimeTooLong,
         TokenError::WrongAudience,
         TokenError::MissingClaim("exp"),
         TokenError::KeysUnavailable,

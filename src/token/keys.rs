@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, oneshot};
@@ -274,7 +275,14 @@ impl IssuerKeys {
     /// Sets up the keys of `config`, the issuer at position `index`: reads files, and fetches
     /// a `jwks_uri` once (a failed first fetch is logged, not an error) then keeps it fresh in
     /// a background task that lives as long as the returned value.
-    pub(crate) async fn load(index: usize, config: &IssuerConfig) -> Result<Self, KeyError> {
+    ///
+    /// `generation` is bumped whenever a fetched key set differs from the one before, so
+    /// that verifications made with keys since withdrawn can be told apart.
+    pub(crate) async fn load(
+        index: usize,
+        config: &IssuerConfig,
+        generation: Arc<AtomicU64>,
+    ) -> Result<Self, KeyError> {
         let hmac = match &config.hmac_secret_file {
             Some(path) => Some(read_hmac_secret(index, path)?),
             None => None,
@@ -298,7 +306,7 @@ impl IssuerKeys {
                 config,
             )?),
             KeySource::Uri(uri) => {
-                let keys = Arc::new(RemoteKeys::new(index, config, uri)?);
+                let keys = Arc::new(RemoteKeys::new(index, config, uri, generation)?);
                 keys.refresh(&mut *keys.last_fetch.lock().await).await;
                 let (stop, stopped) = oneshot::channel();
                 tokio::spawn(refresh_task(
@@ -468,10 +476,19 @@ struct RemoteKeys {
     current: RwLock<Option<Arc<KeySet>>>,
     /// When the last fetch started; held during a fetch so that only one runs at a time.
     last_fetch: Mutex<Option<Instant>>,
+    /// SHA-256 of the last good JWKS document, to notice when it changes.
+    last_digest: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Bumped when the key set changes (shared by every issuer of a verifier).
+    generation: Arc<AtomicU64>,
 }
 
 impl RemoteKeys {
-    fn new(index: usize, config: &IssuerConfig, uri: &str) -> Result<Self, KeyError> {
+    fn new(
+        index: usize,
+        config: &IssuerConfig,
+        uri: &str,
+        generation: Arc<AtomicU64>,
+    ) -> Result<Self, KeyError> {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
@@ -498,6 +515,8 @@ impl RemoteKeys {
             min_refresh_interval: config.jwks_min_refresh_interval,
             current: RwLock::new(None),
             last_fetch: Mutex::new(None),
+            last_digest: std::sync::Mutex::new(None),
+            generation,
         })
     }
 
@@ -513,9 +532,18 @@ impl RemoteKeys {
     async fn refresh(&self, last_fetch: &mut Option<Instant>) -> bool {
         *last_fetch = Some(Instant::now());
         match self.fetch().await {
-            Ok(set) => {
+            Ok((set, digest)) => {
                 tracing::debug!(issuer = %self.issuer, uri = %self.uri, keys = set.keys.len(), "jwks fetched");
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+                let mut last = self
+                    .last_digest
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if last.as_ref().is_some_and(|previous| *previous != digest) {
+                    tracing::info!(issuer = %self.issuer, uri = %self.uri, "jwks changed; cached verifications are dropped");
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                *last = Some(digest);
                 true
             }
             Err(message) if self.current().is_some() => {
@@ -539,7 +567,8 @@ impl RemoteKeys {
         self.refresh(&mut last_fetch).await;
     }
 
-    async fn fetch(&self) -> Result<KeySet, String> {
+    /// Fetches and parses the JWKS; returns it with the SHA-256 of the document.
+    async fn fetch(&self) -> Result<(KeySet, Vec<u8>), String> {
         let mut response = self
             .client
             .get(&self.uri)
@@ -568,7 +597,8 @@ impl RemoteKeys {
         if set.keys.is_empty() {
             return Err("no usable signing key in the JWKS".to_owned());
         }
-        Ok(set)
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+        Ok((set, digest.as_ref().to_vec()))
     }
 }
 
@@ -597,7 +627,7 @@ mod tests {
     use serde_json::json;
 
     async fn load(config: &IssuerConfig) -> Result<IssuerKeys, KeyError> {
-        IssuerKeys::load(3, config).await
+        IssuerKeys::load(3, config, Arc::default()).await
     }
 
     fn inline(jwks: &Value) -> IssuerConfig {
@@ -736,9 +766,14 @@ mod tests {
     #[tokio::test]
     async fn inline_jwks_verifies_like_the_file() {
         let config = issuer_with_jwks(KeySource::Inline(jwks_json()));
-        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
-            .await
-            .expect("verifier");
+        let verifier = Verifier::new(
+            &[config],
+            Duration::ZERO,
+            8192,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+        .expect("verifier");
         let token = TestKey::Ec384.mint(&TestKey::Ec384.claims());
         assert!(
             verifier
@@ -755,9 +790,14 @@ mod tests {
     }
 
     async fn uri_verifier(url: &str, min_refresh: Duration) -> Verifier {
-        Verifier::new(&[uri_issuer(url, min_refresh)], Duration::ZERO, 8192)
-            .await
-            .expect("verifier")
+        Verifier::new(
+            &[uri_issuer(url, min_refresh)],
+            Duration::ZERO,
+            8192,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+        .expect("verifier")
     }
 
     async fn verify(verifier: &Verifier, key: TestKey) -> Result<(), TokenError> {
@@ -809,9 +849,12 @@ mod tests {
             Err(TokenError::UnknownKey)
         );
         assert_eq!(server.hits(), 1);
+        assert_eq!(verifier.key_generation(), 0);
         // Once the interval has passed, the unknown kid triggers one refresh and verifies.
         eventually_verifies(&verifier, TestKey::Ec256).await;
         assert_eq!(server.hits(), 2);
+        // The key set changed: verifications cached under the old one no longer count.
+        assert_eq!(verifier.key_generation(), 1);
         // A burst of unknown kids right after causes no further fetch.
         for _ in 0..20 {
             assert_eq!(
@@ -878,9 +921,14 @@ mod tests {
         let mut config = uri_issuer(&url, Duration::from_secs(3600));
         config.algorithms.push(Algorithm::HS256);
         config.hmac_secret_file = Some(fixture("hmac-secret.txt"));
-        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
-            .await
-            .expect("verifier");
+        let verifier = Verifier::new(
+            &[config],
+            Duration::ZERO,
+            8192,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+        .expect("verifier");
         let token = sign(
             &json!({"alg": "HS256"}),
             &TestKey::Rsa.claims(),
@@ -930,9 +978,14 @@ mod tests {
         let server = TestHttpServer::start(200, &jwks_json()).await;
         let mut config = uri_issuer(&server.url, Duration::from_secs(3600));
         config.jwks_refresh_interval = Duration::from_secs(1);
-        let verifier = Verifier::new(&[config], Duration::ZERO, 8192)
-            .await
-            .expect("verifier");
+        let verifier = Verifier::new(
+            &[config],
+            Duration::ZERO,
+            8192,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+        .expect("verifier");
         let deadline = Instant::now() + Duration::from_secs(10);
         while server.hits() < 3 {
             assert!(Instant::now() < deadline, "no background refresh");

@@ -10,6 +10,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The longest base64url header accepted (decoded, about 1.5 KiB).
@@ -38,21 +40,28 @@ pub struct Verifier {
     by_name: HashMap<String, usize>,
     leeway: u64,
     max_token_bytes: usize,
+    max_lifetime: u64,
+    key_generation: Arc<AtomicU64>,
 }
 
 impl Verifier {
     /// Loads every issuer's keys: files are read, each `jwks_uri` is fetched once (a failed
     /// fetch is logged and retried in the background; until one succeeds, that issuer's tokens
     /// are refused with [`TokenError::KeysUnavailable`]). Must run inside a Tokio runtime.
+    ///
+    /// Tokens that could outlive `max_token_lifetime` are refused, since revocations by
+    /// identifier last only that long.
     pub async fn new(
         issuers: &[IssuerConfig],
         leeway: Duration,
         max_token_bytes: usize,
+        max_token_lifetime: Duration,
     ) -> Result<Self, KeyError> {
         let mut loaded = Vec::with_capacity(issuers.len());
         let mut by_name = HashMap::with_capacity(issuers.len());
+        let key_generation = Arc::new(AtomicU64::new(0));
         for (index, config) in issuers.iter().enumerate() {
-            let keys = IssuerKeys::load(index, config).await?;
+            let keys = IssuerKeys::load(index, config, Arc::clone(&key_generation)).await?;
             by_name.entry(config.issuer.clone()).or_insert(index);
             loaded.push(Issuer {
                 config: config.clone(),
@@ -64,7 +73,15 @@ impl Verifier {
             by_name,
             leeway: leeway.as_secs(),
             max_token_bytes,
+            max_lifetime: max_token_lifetime.as_secs(),
+            key_generation,
         })
+    }
+
+    /// A number that changes whenever a fetched key set changes: a verification made under
+    /// another generation may rest on a key since withdrawn.
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::Acquire)
     }
 
     /// The configured issuers.
@@ -152,8 +169,26 @@ impl Verifier {
             {
                 return Err(TokenError::NotYetValid);
             }
+            self.check_lifetime(&claims, now)?;
         }
         Ok(VerifiedToken::new(claims, &payload))
+    }
+}
+
+impl Verifier {
+    /// Refuses a token issued in the future, or one that could stay valid longer than the
+    /// configured maximum lifetime (judged from `iat`, or from `now` without it): revocations
+    /// by identifier only last that long.
+    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
+        let latest_start = now.saturating_add(self.leeway);
+        if claims.iat.is_some_and(|iat| iat > latest_start) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        let start = claims.iat.unwrap_or(latest_start);
+        if claims.exp.saturating_sub(start) > self.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(())
     }
 }
 
@@ -209,11 +244,17 @@ mod tests {
     use serde_json::json;
 
     const LEEWAY: u64 = 30;
+    const MAX_LIFETIME: u64 = 3600;
 
     async fn verifier() -> Verifier {
-        Verifier::new(&test_issuers(), Duration::from_secs(LEEWAY), 8192)
-            .await
-            .expect("verifier")
+        Verifier::new(
+            &test_issuers(),
+            Duration::from_secs(LEEWAY),
+            8192,
+            Duration::from_secs(MAX_LIFETIME),
+        )
+        .await
+        .expect("verifier")
     }
 
     async fn check(token: &str) -> Result<VerifiedToken, TokenError> {
@@ -289,6 +330,66 @@ mod tests {
             assert_eq!(verify(at(NOW - 3600)).await, Some(TokenError::Expired));
             assert_eq!(verify(at(0)).await, Some(TokenError::Expired));
         }
+    }
+
+    #[tokio::test]
+    async fn tokens_that_could_outlive_max_token_lifetime_are_refused() {
+        let verifier = verifier().await;
+        let key = TestKey::Rsa;
+        let verify = |claims: Value| {
+            let verifier = &verifier;
+            let token = key.mint(&claims);
+            async move { verifier.verify(&token, NOW, TimeRule::Enforce).await.err() }
+        };
+        let base = key.claims();
+        let lifetime =
+            |iat: u64, exp: u64| with(with(base.clone(), "iat", json!(iat)), "exp", json!(exp));
+        assert_eq!(
+            verify(lifetime(NOW - 10, NOW - 10 + MAX_LIFETIME)).await,
+            None
+        );
+        assert_eq!(
+            verify(lifetime(NOW - 10, NOW - 9 + MAX_LIFETIME)).await,
+            Some(TokenError::LifetimeTooLong)
+        );
+        let mut no_iat = base.clone();
+        if let Some(map) = no_iat.as_object_mut() {
+            map.remove("iat");
+        }
+        let within = NOW + LEEWAY + MAX_LIFETIME;
+        assert_eq!(
+            verify(with(no_iat.clone(), "exp", json!(within))).await,
+            None
+        );
+        assert_eq!(
+            verify(with(no_iat, "exp", json!(within + 1))).await,
+            Some(TokenError::LifetimeTooLong)
+        );
+        // Lifetime is not judged when revoking (the token may have expired long ago).
+        let long = key.mint(&lifetime(NOW - 10, NOW + 10 * MAX_LIFETIME));
+        assert!(verifier.verify(&long, NOW, TimeRule::Ignore).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tokens_issued_in_the_future_are_refused() {
+        let verifier = verifier().await;
+        let key = TestKey::Ec256;
+        let at = |iat: u64| {
+            key.mint(&with(
+                with(key.claims(), "iat", json!(iat)),
+                "exp",
+                json!(iat + 60),
+            ))
+        };
+        let verify = |token: String| {
+            let verifier = &verifier;
+            async move { verifier.verify(&token, NOW, TimeRule::Enforce).await.err() }
+        };
+        assert_eq!(verify(at(NOW + LEEWAY)).await, None);
+        assert_eq!(
+            verify(at(NOW + LEEWAY + 1)).await,
+            Some(TokenError::IssuedInFuture)
+        );
     }
 
     #[tokio::test]
@@ -566,9 +667,14 @@ mod tests {
         let mut issuer = issuer_with_jwks(KeySource::File(fixture("jwks.json")));
         issuer.algorithms = vec![Algorithm::RS256, Algorithm::HS256];
         issuer.hmac_secret_file = Some(fixture("hmac-secret.txt"));
-        Verifier::new(&[issuer], Duration::from_secs(LEEWAY), 8192)
-            .await
-            .expect("verifier")
+        Verifier::new(
+            &[issuer],
+            Duration::from_secs(LEEWAY),
+            8192,
+            Duration::from_secs(MAX_LIFETIME),
+        )
+        .await
+        .expect("verifier")
     }
 
     #[tokio::test]
@@ -708,9 +814,14 @@ mod tests {
 
     #[tokio::test]
     async fn huge_tokens_are_refused_unread() {
-        let verifier = Verifier::new(&test_issuers(), Duration::ZERO, 1024)
-            .await
-            .expect("verifier");
+        let verifier = Verifier::new(
+            &test_issuers(),
+            Duration::ZERO,
+            1024,
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("verifier");
         let big = format!(
             "{}.{}.{}",
             "a".repeat(400),
