@@ -112,6 +112,8 @@ struct RawResponse {
 struct RawReplica {
     #[serde(default, with = "humantime_serde")]
     max_staleness: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    resync_interval: Option<Duration>,
     stale_policy: Option<String>,
 }
 
@@ -258,6 +260,8 @@ pub struct ReplicaConfig {
     pub max_staleness: Duration,
     /// What to do when stale.
     pub stale_policy: StalePolicy,
+    /// How often a full snapshot is reloaded even when the feed is healthy (anti-entropy).
+    pub resync_interval: Duration,
 }
 
 /// Where an issuer's verification keys come from.
@@ -584,9 +588,14 @@ fn validate_replica(raw: RawReplica) -> Result<ReplicaConfig, ConfigError> {
     if max_staleness < Duration::from_secs(1) {
         return Err(invalid("replica.max_staleness", "must be at least 1s"));
     }
+    let resync_interval = raw.resync_interval.unwrap_or(Duration::from_secs(600));
+    if resync_interval < Duration::from_secs(10) {
+        return Err(invalid("replica.resync_interval", "must be at least 10s"));
+    }
     Ok(ReplicaConfig {
         max_staleness,
         stale_policy,
+        resync_interval,
     })
 }
 

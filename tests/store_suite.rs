@@ -189,6 +189,7 @@ macro_rules! store_suite {
 store_suite!(
     insert_then_get_returns_it,
     insert_of_a_live_key_returns_it_and_keeps_it,
+    insert_that_covers_more_extends_the_live_one,
     insert_over_an_expired_entry_records_the_new_one,
     remove_says_whether_there_was_one,
     list_pages_through_everything_in_key_order,
@@ -226,12 +227,57 @@ async fn insert_of_a_live_key_returns_it_and_keeps_it(backend: impl Backend) {
     store.insert(&first, NOW).await.expect("insert");
     let mut second = token("a");
     second.reason = "again".into();
-    second.expires_at += 100;
+    second.expires_at -= 100;
     assert_eq!(
         store.insert(&second, NOW + 1).await.expect("insert"),
         Inserted::Existing(first.clone())
     );
     assert_eq!(store.get(&first.key, NOW).await.expect("get"), Some(first));
+}
+
+async fn insert_that_covers_more_extends_the_live_one(backend: impl Backend) {
+    let store = backend.store();
+    let first = token("a");
+    store.insert(&first, NOW).await.expect("insert");
+    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let mut longer = token("a");
+    longer.expires_at += 100;
+    longer.revoked_at += 5;
+    let extended = Revocation {
+        expires_at: longer.expires_at,
+        ..first.clone()
+    };
+    assert_eq!(
+        store.insert(&longer, NOW + 5).await.expect("insert"),
+        Inserted::Extended(extended.clone())
+    );
+    assert_eq!(
+        store.get(&first.key, NOW).await.expect("get"),
+        Some(extended.clone())
+    );
+    let ChangeBatch::Changes(changes, _) = store
+        .changes(&position, Duration::from_secs(1))
+        .await
+        .expect("changes")
+    else {
+        panic!("unexpected gap");
+    };
+    assert_eq!(changes, vec![Change::Put(extended)]);
+
+    // A subject revoked again later also covers tokens issued since the first time.
+    let subject = revocation(key(RevocationKind::Subject, "alice"), NOW + 3600);
+    store.insert(&subject, NOW).await.expect("insert");
+    let mut again = subject.clone();
+    again.revoked_at = NOW + 60;
+    again.reason = "second".into();
+    let Inserted::Extended(merged) = store.insert(&again, NOW + 60).await.expect("insert") else {
+        panic!("a later subject revocation extends the first");
+    };
+    assert_eq!(
+        (merged.revoked_at, merged.expires_at),
+        (NOW + 60, NOW + 3600)
+    );
+    assert_eq!(merged.reason, "second");
 }
 
 async fn insert_over_an_expired_entry_records_the_new_one(backend: impl Backend) {

@@ -22,6 +22,9 @@ pub enum RevokeResult {
     Revoked(Revocation),
     /// Already revoked; this revocation stays in force.
     AlreadyRevoked(Revocation),
+    /// Already revoked, and now extended: a later expiry and/or, for subjects and clients,
+    /// a later revocation time (covering tokens issued since).
+    Extended(Revocation),
     /// The token has expired already; nothing stored.
     AlreadyExpired,
 }
@@ -173,13 +176,26 @@ impl Revoker {
                 Ok(RevokeResult::Revoked(revocation))
             }
             Inserted::Existing(existing) => Ok(RevokeResult::AlreadyRevoked(existing)),
+            Inserted::Extended(extended) => {
+                self.replica.apply_local(&Change::Put(extended.clone()));
+                tracing::info!(
+                    kind = %extended.key.kind,
+                    issuer = %extended.key.issuer,
+                    expires_at = extended.expires_at,
+                    "revocation extended"
+                );
+                Ok(RevokeResult::Extended(extended))
+            }
         }
     }
 
-    /// Removes a revocation; false if there was none.
+    /// Removes a revocation; false if there was none. Replicas, this one included, apply it
+    /// when the change feed delivers it.
     pub async fn unrevoke(&self, key: &RevocationKey, now: u64) -> Result<bool, AdminError> {
+        // The replica learns of the removal from the feed, not here: applying it locally
+        // could race a newer revocation of the same key arriving through the feed and drop
+        // it (fail open). An unrevoke may take a feed round trip to take effect.
         let removed = self.store.remove(key, now).await?;
-        self.replica.apply_local(&Change::Delete(key.clone()));
         if removed {
             tracing::info!(kind = %key.kind, issuer = %key.issuer, "unrevoked");
         }

@@ -77,6 +77,7 @@ impl RevocationAdmin for AdminService {
             RevokeResult::AlreadyRevoked(r) => {
                 (RevokeOutcome::AlreadyRevoked, Some(revocation_to_pb(r)))
             }
+            RevokeResult::Extended(r) => (RevokeOutcome::Extended, Some(revocation_to_pb(r))),
             RevokeResult::AlreadyExpired => (RevokeOutcome::AlreadyExpired, None),
         };
         Ok(Response::new(RevokeResponse {

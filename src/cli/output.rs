@@ -73,6 +73,7 @@ pub fn revoke_outcome(response: &RevokeResponse) -> String {
     match RevokeOutcome::try_from(response.outcome) {
         Ok(RevokeOutcome::Revoked) => format!("revoked: {detail}"),
         Ok(RevokeOutcome::AlreadyRevoked) => format!("already revoked: {detail}"),
+        Ok(RevokeOutcome::Extended) => format!("already revoked, now extended: {detail}"),
         Ok(RevokeOutcome::AlreadyExpired) => {
             "the token has already expired and is refused anyway; nothing stored".to_owned()
         }

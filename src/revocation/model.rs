@@ -181,6 +181,34 @@ impl Revocation {
         })
     }
 
+    /// This revocation extended by a newer one with the same key, or `None` if the newer one
+    /// adds nothing: the later expiry wins, and for subject and client revocations (which
+    /// cover tokens issued up to `revoked_at`) the later revocation time wins too, so a
+    /// repeated "sign out everywhere" also covers tokens issued since the first. The newer
+    /// reason replaces the old one when it is given.
+    pub fn extended_by(&self, newer: &Revocation) -> Option<Revocation> {
+        let later_expiry = newer.expires_at > self.expires_at;
+        let later_cover =
+            self.key.kind.covers_by_issue_time() && newer.revoked_at > self.revoked_at;
+        if !later_expiry && !later_cover {
+            return None;
+        }
+        Some(Revocation {
+            key: self.key.clone(),
+            revoked_at: if later_cover {
+                newer.revoked_at
+            } else {
+                self.revoked_at
+            },
+            expires_at: self.expires_at.max(newer.expires_at),
+            reason: if newer.reason.is_empty() {
+                self.reason.clone()
+            } else {
+                newer.reason.clone()
+            },
+        })
+    }
+
     /// Whether it has expired at `now` (Unix seconds).
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at <= now
@@ -248,6 +276,40 @@ mod tests {
         assert_eq!(
             RevocationKey::new("iss", RevocationKind::Token, "a\nb"),
             Err(InvalidRevocation::ControlCharacters("id"))
+        );
+    }
+
+    #[test]
+    fn a_newer_revocation_extends_expiry_and_for_subjects_the_covered_time() {
+        let at = |kind, revoked_at, expires_at, reason: &str| {
+            Revocation::new(
+                RevocationKey::new("iss", kind, "x").expect("key"),
+                revoked_at,
+                expires_at,
+                reason,
+            )
+            .expect("revocation")
+        };
+        let token = at(RevocationKind::Token, 100, 200, "first");
+        assert_eq!(
+            token.extended_by(&at(RevocationKind::Token, 150, 180, "")),
+            None
+        );
+        let longer = token
+            .extended_by(&at(RevocationKind::Token, 150, 300, ""))
+            .expect("a later expiry extends");
+        assert_eq!((longer.revoked_at, longer.expires_at), (100, 300));
+        assert_eq!(longer.reason, "first");
+
+        let subject = at(RevocationKind::Subject, 100, 200, "first");
+        let again = subject
+            .extended_by(&at(RevocationKind::Subject, 150, 180, "second"))
+            .expect("a later revocation time extends a subject revocation");
+        assert_eq!((again.revoked_at, again.expires_at), (150, 200));
+        assert_eq!(again.reason, "second");
+        assert_eq!(
+            subject.extended_by(&at(RevocationKind::Subject, 90, 190, "")),
+            None
         );
     }
 

@@ -161,7 +161,8 @@ impl Replica {
     }
 
     /// Follows the store until `shutdown` turns true: snapshot, then tail the feed; on any
-    /// error or gap, back off and take a fresh snapshot. Also drops expired revocations.
+    /// error or gap, back off and take a fresh snapshot. Also drops expired revocations, and
+    /// reloads a snapshot every `resync_interval` so that any divergence heals by itself.
     pub async fn follow(
         self: Arc<Self>,
         store: Arc<dyn Store>,
@@ -174,6 +175,7 @@ impl Replica {
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 snapshot = store.snapshot(unix_now()) => snapshot,
             };
+            let snapshot_taken = Instant::now();
             let mut position = match snapshot {
                 Ok(snapshot) => {
                     let set = RevocationSet::from_revocations(snapshot.revocations, unix_now());
@@ -223,6 +225,10 @@ impl Replica {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         break;
                     }
+                }
+                if snapshot_taken.elapsed() >= self.config.resync_interval {
+                    tracing::debug!("replica reloads its periodic snapshot");
+                    break;
                 }
                 let purged = self.write_set().purge_expired(unix_now());
                 if purged > 0 {

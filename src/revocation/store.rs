@@ -29,8 +29,13 @@ impl StoreError {
 pub enum Inserted {
     /// The revocation was newly recorded.
     New,
-    /// A live revocation with that key already existed; it is returned and was left unchanged.
+    /// A live revocation with that key already existed and covers at least as much; it is
+    /// returned and was left unchanged.
     Existing(Revocation),
+    /// A live revocation with that key existed and was extended (see
+    /// [`Revocation::extended_by`]); the extended revocation is returned and was written to
+    /// the feed.
+    Extended(Revocation),
 }
 
 /// One change in the store's change feed.
@@ -85,8 +90,9 @@ pub struct Page {
 /// (`expires_at <= now`) are never returned and are removed by the store in time.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records `revocation` unless a live one with the same key exists, appending the change
-    /// to the feed in the same atomic step.
+    /// Records `revocation`, or extends a live one with the same key when the new one covers
+    /// more ([`Revocation::extended_by`]), appending the change to the feed in the same atomic
+    /// step.
     async fn insert(&self, revocation: &Revocation, now: u64) -> Result<Inserted, StoreError>;
 
     /// Removes the revocation with this key; `false` if there was none.

@@ -217,9 +217,9 @@ impl Inner {
         self.last_seq.send_replace(seq);
     }
 
-    fn insert(&self, revocation: Revocation, now: u64) -> Result<Inserted, StoreError> {
+    fn insert(&self, mut revocation: Revocation, now: u64) -> Result<Inserted, StoreError> {
         let encoded = revocation.key.encode();
-        let json = serde_json::to_vec(&revocation).map_err(|err| self.error(err))?;
+        let mut outcome = Inserted::New;
         let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|err| self.error(err))?;
         {
@@ -231,12 +231,19 @@ impl Inner {
                 .map(|value| value.value().to_vec());
             if let Some(existing) = existing.and_then(|bytes| self.parse(&encoded, &bytes)) {
                 if !existing.is_expired(now) {
-                    return Ok(Inserted::Existing(existing));
+                    match existing.extended_by(&revocation) {
+                        None => return Ok(Inserted::Existing(existing)),
+                        Some(extended) => {
+                            revocation = extended;
+                            outcome = Inserted::Extended(revocation.clone());
+                        }
+                    }
                 }
                 expiry
                     .remove((existing.expires_at, encoded.as_bytes()))
                     .map_err(|err| self.error(err))?;
             }
+            let json = serde_json::to_vec(&revocation).map_err(|err| self.error(err))?;
             revocations
                 .insert(encoded.as_bytes(), json.as_slice())
                 .map_err(|err| self.error(err))?;
@@ -247,7 +254,7 @@ impl Inner {
         txn.commit().map_err(|err| self.error(err))?;
         tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
         self.publish(Change::Put(revocation));
-        Ok(Inserted::New)
+        Ok(outcome)
     }
 
     fn remove(&self, key: RevocationKey, now: u64) -> Result<bool, StoreError> {

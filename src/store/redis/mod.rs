@@ -287,35 +287,65 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn insert(&self, revocation: &Revocation, now: u64) -> Result<Inserted, StoreError> {
         let encoded = revocation.key.encode();
-        let json = serde_json::to_string(revocation)
-            .map_err(|err| StoreError::Internal(format!("cannot encode revocation: {err}")))?;
-        let mut conn = self.conn.clone();
-        let (recorded, existing): (i64, Vec<u8>) = self
-            .call("insert", async {
-                scripts::INSERT
-                    .key(&self.keys.rev)
-                    .key(&self.keys.exp)
-                    .key(&self.keys.idx)
-                    .key(&self.keys.feed)
-                    .arg(&encoded)
-                    .arg(&json)
-                    .arg(revocation.expires_at)
-                    .arg(now)
-                    .arg(self.options.feed_max_len)
-                    .arg(PURGE_PER_WRITE)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
-        if recorded == 1 {
-            tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
-            return Ok(Inserted::New);
-        }
-        parse(&encoded, &existing)
-            .map(Inserted::Existing)
-            .ok_or_else(|| {
+        let json = encode(revocation)?;
+        // Record if absent; otherwise extend the live one with a compare-and-set, retried if
+        // another writer changed it in between.
+        for _ in 0..MAX_EXTEND_ATTEMPTS {
+            let mut conn = self.conn.clone();
+            let (recorded, existing): (i64, Vec<u8>) = self
+                .call("insert", async {
+                    scripts::INSERT
+                        .key(&self.keys.rev)
+                        .key(&self.keys.exp)
+                        .key(&self.keys.idx)
+                        .key(&self.keys.feed)
+                        .arg(&encoded)
+                        .arg(&json)
+                        .arg(revocation.expires_at)
+                        .arg(now)
+                        .arg(self.options.feed_max_len)
+                        .arg(PURGE_PER_WRITE)
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if recorded == 1 {
+                tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
+                return Ok(Inserted::New);
+            }
+            let current = parse(&encoded, &existing).ok_or_else(|| {
                 StoreError::Internal(format!("the stored revocation {encoded:?} is unreadable"))
-            })
+            })?;
+            let Some(extended) = current.extended_by(revocation) else {
+                return Ok(Inserted::Existing(current));
+            };
+            let extended_json = encode(&extended)?;
+            let (replaced, _live): (i64, Vec<u8>) = self
+                .call("insert", async {
+                    scripts::REPLACE
+                        .key(&self.keys.rev)
+                        .key(&self.keys.exp)
+                        .key(&self.keys.idx)
+                        .key(&self.keys.feed)
+                        .arg(&encoded)
+                        .arg(&existing)
+                        .arg(&extended_json)
+                        .arg(extended.expires_at)
+                        .arg(now)
+                        .arg(self.options.feed_max_len)
+                        .arg(PURGE_PER_WRITE)
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await?;
+            if replaced == 1 {
+                tracing::debug!(key = %encoded, expires_at = extended.expires_at, "revocation extended");
+                return Ok(Inserted::Extended(extended));
+            }
+        }
+        Err(StoreError::Internal(format!(
+            "the revocation {encoded:?} kept changing under concurrent writers"
+        )))
     }
 
     async fn remove(&self, key: &RevocationKey, now: u64) -> Result<bool, StoreError> {
@@ -561,6 +591,14 @@ impl RedisStore {
 }
 
 /// Parses a stored value, warning (and returning `None`) when it is unreadable.
+/// How often `insert` retries extending a revocation that another writer changed meanwhile.
+const MAX_EXTEND_ATTEMPTS: usize = 5;
+
+fn encode(revocation: &Revocation) -> Result<String, StoreError> {
+    serde_json::to_string(revocation)
+        .map_err(|err| StoreError::Internal(format!("cannot encode revocation: {err}")))
+}
+
 fn parse(key: &str, value: &[u8]) -> Option<Revocation> {
     match serde_json::from_slice::<Revocation>(value) {
         Ok(revocation) if revocation.key.encode() == key => Some(revocation),

@@ -71,6 +71,31 @@ return {1, ''}
     ))
 });
 
+/// Compare-and-set of a live revocation. KEYS: rev, exp, idx, feed. ARGV: encoded key,
+/// expected JSON, new JSON, new expires_at, now, feed max length, purge limit. Returns
+/// `{1, ''}` when the live value was the expected one and was replaced (with a feed entry),
+/// else `{0, the live JSON or ''}`.
+pub(super) static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua\n",
+        prelude!(),
+        r#"
+local rev, exp, idx, feed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, expected, json, expires_at, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local wrong = check_types({rev, exp, idx, feed}, {'hash', 'zset', 'zset', 'stream'})
+if wrong then return wrong end
+purge(rev, exp, idx, now, tonumber(ARGV[7]))
+local current = live_value(rev, exp, key, now)
+if current ~= expected then return {0, current or ''} end
+redis.call('HSET', rev, key, json)
+redis.call('ZADD', exp, expires_at, key)
+redis.call('ZADD', idx, 0, key)
+redis.call('XADD', feed, 'MAXLEN', '~', ARGV[6], '*', 'op', 'put', 'rev', json)
+return {1, ''}
+"#
+    ))
+});
+
 /// KEYS: rev, exp, idx, feed. ARGV: encoded key, now, feed max length, purge limit.
 /// Returns 1 if a live revocation was removed, else 0.
 pub(super) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
