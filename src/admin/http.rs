@@ -104,10 +104,9 @@ fn admin_error(err: AdminError) -> Response {
     }
 }
 
-/// The form parameters of a request, or the 400 answer for a body that is not a form
-/// (wrong content type, repeated or too many parameters).
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Response> {
-    let bad = |description: &str| error(StatusCode::BAD_REQUEST, "invalid_request", description);
+/// The form parameters of a request, or why the body is not an acceptable form (wrong
+/// content type, repeated or too many parameters).
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -117,28 +116,34 @@ fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Res
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !is_form {
-        return Err(bad("the body must be application/x-www-form-urlencoded"));
+        return Err("the body must be application/x-www-form-urlencoded".to_owned());
     }
     let mut params = HashMap::new();
     for (name, value) in url::form_urlencoded::parse(body) {
         if params.len() == MAX_PARAMS {
-            return Err(bad("too many parameters"));
+            return Err("too many parameters".to_owned());
         }
         if params
             .insert(name.clone().into_owned(), value.into_owned())
             .is_some()
         {
-            return Err(bad(&format!("parameter {name} is repeated")));
+            return Err(format!("parameter {name} is repeated"));
         }
     }
     Ok(params)
+}
+
+/// [`parse_form`], with a refusal as the 400 `invalid_request` answer.
+fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Box<Response>> {
+    parse_form(headers, body)
+        .map_err(|why| Box::new(error(StatusCode::BAD_REQUEST, "invalid_request", &why)))
 }
 
 /// RFC 7009 token revocation.
 async fn revoke(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match form(&headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let token = params.get("token").map(|t| t.trim()).unwrap_or_default();
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
@@ -208,7 +213,7 @@ async fn backchannel_logout(
 ) -> Response {
     let params = match form(&headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(logout_token) = params.get("logout_token").filter(|t| !t.is_empty()) else {
         return error(
