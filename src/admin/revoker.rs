@@ -82,7 +82,8 @@ impl Revoker {
     }
 
     /// Revokes, for an already verified token, the token itself or every token of its session
-    /// (`sid`) or subject (`sub`); when the token lacks that claim, the token itself.
+    /// (`sid`), subject (`sub`) or client; when the token lacks that claim (or it is empty or
+    /// oversized), the token itself.
     /// Returns the kind actually revoked with the result.
     pub async fn revoke_verified(
         &self,
@@ -98,9 +99,8 @@ impl Revoker {
             RevocationKind::Subject => claims.sub.as_deref(),
             RevocationKind::Client => claims.client_id.as_deref(),
         };
-        if let Some(id) = id {
-            let key = RevocationKey::new(claims.iss.clone(), kind, id)
-                .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
+        // An absent or unusable (empty, oversized) claim falls back to the token itself.
+        if let Some(key) = id.and_then(|id| RevocationKey::new(claims.iss.clone(), kind, id).ok()) {
             return Ok((kind, self.revoke_key(key, None, reason, now).await?));
         }
         let key = RevocationKey::new(
