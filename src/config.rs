@@ -71,6 +71,17 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    logout_routes: Vec<RawLogoutRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogoutRoute {
+    method: Option<String>,
+    path: Option<String>,
+    issuer: Option<String>,
+    revoke: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +150,7 @@ struct RawIssuer {
     jwks_refresh_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     jwks_min_refresh_interval: Option<Duration>,
+    backchannel_audiences: Option<Vec<String>>,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -185,6 +197,36 @@ pub struct Config {
     pub cache_max_entries: u64,
     /// The trusted issuers.
     pub issuers: Vec<IssuerConfig>,
+    /// Issuer → the `aud` values its back-channel logout tokens may carry (the client ids it
+    /// knows this deployment by); an issuer absent here has its logout tokens refused.
+    pub backchannel_audiences: BTreeMap<String, Vec<String>>,
+    /// Requests on which Check records a revocation of the caller's token, then allows it.
+    pub logout_routes: Vec<LogoutRoute>,
+}
+
+/// What a logout route revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutRevoke {
+    /// The token presented.
+    Token,
+    /// Its session (`sid`); the token itself when it has no `sid`.
+    Session,
+    /// Its subject (`sub`), every token issued so far; the token itself when it has no `sub`.
+    Subject,
+}
+
+/// A request (method and exact path, optionally for one issuer's tokens only) on which Check
+/// revokes the presented token, its session or its subject before allowing the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutRoute {
+    /// The HTTP method, uppercase.
+    pub method: String,
+    /// The exact path, without query string.
+    pub path: String,
+    /// Only tokens of this issuer; `None` for every configured issuer.
+    pub issuer: Option<String>,
+    /// What is revoked.
+    pub revoke: LogoutRevoke,
 }
 
 /// Where revocations are kept.
@@ -386,8 +428,19 @@ impl Config {
             ));
         }
         let mut issuers = Vec::with_capacity(raw.issuers.len());
-        for (index, issuer) in raw.issuers.into_iter().enumerate() {
+        let mut backchannel_audiences = BTreeMap::new();
+        for (index, mut issuer) in raw.issuers.into_iter().enumerate() {
+            let audiences = issuer.backchannel_audiences.take();
             let issuer = validate_issuer(index, issuer, base)?;
+            if let Some(audiences) = audiences {
+                if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+                    return Err(invalid(
+                        format!("issuers[{index}].backchannel_audiences"),
+                        "give at least one non-empty client id (or leave the key out)",
+                    ));
+                }
+                backchannel_audiences.insert(issuer.issuer.clone(), audiences);
+            }
             if issuers
                 .iter()
                 .any(|i: &IssuerConfig| i.issuer == issuer.issuer)
@@ -399,6 +452,7 @@ impl Config {
             }
             issuers.push(issuer);
         }
+        let logout_routes = validate_logout_routes(raw.logout_routes, &issuers)?;
 
         Ok(Self {
             authz_addr,
@@ -414,6 +468,8 @@ impl Config {
             replica,
             cache_max_entries,
             issuers,
+            backchannel_audiences,
+            logout_routes,
         })
     }
 }
@@ -697,6 +753,76 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
     })
 }
 
+fn validate_logout_routes(
+    raw: Vec<RawLogoutRoute>,
+    issuers: &[IssuerConfig],
+) -> Result<Vec<LogoutRoute>, ConfigError> {
+    let mut routes: Vec<LogoutRoute> = Vec::with_capacity(raw.len());
+    for (index, route) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("logout_routes[{index}].{field}");
+        let method = route
+            .method
+            .ok_or_else(|| invalid(key("method"), "is required"))?
+            .to_ascii_uppercase();
+        let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if method.is_empty() || !method.bytes().all(token_char) {
+            return Err(invalid(
+                key("method"),
+                format!("{method:?} is not an HTTP method"),
+            ));
+        }
+        let path = route
+            .path
+            .ok_or_else(|| invalid(key("path"), "is required"))?;
+        if !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || path.bytes().any(|b| !b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                key("path"),
+                "must be an absolute path starting with / without query string or fragment",
+            ));
+        }
+        if let Some(issuer) = &route.issuer
+            && !issuers.iter().any(|i| &i.issuer == issuer)
+        {
+            return Err(invalid(
+                key("issuer"),
+                format!("{issuer:?} is not a configured issuer"),
+            ));
+        }
+        let revoke = match route.revoke.as_deref() {
+            Some("token") => LogoutRevoke::Token,
+            Some("session") => LogoutRevoke::Session,
+            Some("subject") => LogoutRevoke::Subject,
+            Some(other) => {
+                return Err(invalid(
+                    key("revoke"),
+                    format!("{other:?} is not one of \"token\", \"session\", \"subject\""),
+                ));
+            }
+            None => return Err(invalid(key("revoke"), "is required")),
+        };
+        let route = LogoutRoute {
+            method,
+            path,
+            issuer: route.issuer,
+            revoke,
+        };
+        if routes
+            .iter()
+            .any(|r| r.method == route.method && r.path == route.path && r.issuer == route.issuer)
+        {
+            return Err(invalid(
+                key("path"),
+                "the same method, path and issuer are configured twice",
+            ));
+        }
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
 /// Whether `algorithm` is an HMAC (shared-secret) algorithm.
 pub fn is_hmac(algorithm: Algorithm) -> bool {
     matches!(
@@ -888,6 +1014,92 @@ algorithms = ["RS256", "ES256", "EdDSA"]
             .expect_err("short token")
             .to_string();
         assert!(error.contains("16"), "{error}");
+    }
+
+    #[test]
+    fn logout_routes_and_backchannel_audiences_are_validated() {
+        let text = format!(
+            "{}backchannel_audiences = [\"web\"]\n\
+             [[logout_routes]]\nmethod = \"post\"\npath = \"/logout\"\nrevoke = \"session\"\n\
+             [[logout_routes]]\nmethod = \"GET\"\npath = \"/signout\"\n\
+             issuer = \"https://idp.example.com\"\nrevoke = \"subject\"\n",
+            ISSUER
+        );
+        let config = parse(&text).expect("valid");
+        assert_eq!(
+            config.backchannel_audiences["https://idp.example.com"],
+            ["web"]
+        );
+        assert_eq!(
+            config.logout_routes,
+            [
+                LogoutRoute {
+                    method: "POST".into(),
+                    path: "/logout".into(),
+                    issuer: None,
+                    revoke: LogoutRevoke::Session,
+                },
+                LogoutRoute {
+                    method: "GET".into(),
+                    path: "/signout".into(),
+                    issuer: Some("https://idp.example.com".into()),
+                    revoke: LogoutRevoke::Subject,
+                },
+            ]
+        );
+        assert!(
+            parse(ISSUER)
+                .expect("valid")
+                .backchannel_audiences
+                .is_empty()
+        );
+
+        let route = |body: &str| format!("{ISSUER}[[logout_routes]]\n{body}\n");
+        let cases = [
+            (
+                route("method = \"POST\"\npath = \"/logout\"\nrevoke = \"client\""),
+                "logout_routes[0].revoke",
+            ),
+            (
+                route("method = \"POST\"\npath = \"/logout\""),
+                "logout_routes[0].revoke",
+            ),
+            (
+                route("method = \"PO ST\"\npath = \"/logout\"\nrevoke = \"token\""),
+                "logout_routes[0].method",
+            ),
+            (
+                route("method = \"POST\"\npath = \"logout\"\nrevoke = \"token\""),
+                "logout_routes[0].path",
+            ),
+            (
+                route("method = \"POST\"\npath = \"/logout?x=1\"\nrevoke = \"token\""),
+                "logout_routes[0].path",
+            ),
+            (
+                route(
+                    "method = \"POST\"\npath = \"/logout\"\nrevoke = \"token\"\nissuer = \"https://x\"",
+                ),
+                "logout_routes[0].issuer",
+            ),
+            (
+                route("method = \"POST\"\npath = \"/logout\"\nrevoke = \"token\"\nhost = \"x\""),
+                "host",
+            ),
+            (
+                format!("{ISSUER}backchannel_audiences = []\n"),
+                "issuers[0].backchannel_audiences",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = error_of(&text);
+            assert!(error.contains(key), "{key}: {error}");
+        }
+        let twice = route("method = \"POST\"\npath = \"/a\"\nrevoke = \"token\"");
+        let twice = format!(
+            "{twice}[[logout_routes]]\nmethod = \"post\"\npath = \"/a\"\nrevoke = \"session\"\n"
+        );
+        assert!(error_of(&twice).contains("logout_routes[1].path"));
     }
 
     #[test]

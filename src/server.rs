@@ -2,8 +2,8 @@
 //! follower, the Check service on the authorization port, the admin API on the admin port,
 //! gRPC health on both (reflecting the replica's sync state), and graceful shutdown.
 
-use crate::admin::{AdminService, Revoker, pb as admin_pb};
-use crate::authz::{AuthzService, Decider};
+use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
+use crate::authz::{AuthzService, Decider, LogoutRoutes};
 use crate::config::{AdminAuth, Config, StoreConfig};
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::EmbeddedStore;
@@ -162,6 +162,19 @@ pub async fn run(
             config.admin_addr
         );
     }
+    let authz = if config.logout_routes.is_empty() {
+        authz
+    } else {
+        authz.with_logout_routes(LogoutRoutes::new(
+            config.logout_routes.clone(),
+            Arc::clone(&revoker),
+        ))
+    };
+    let admin_http = admin_http::router(
+        Arc::clone(&revoker),
+        config.admin.clone(),
+        config.backchannel_audiences.clone(),
+    );
     let admin = AdminService::new(revoker).svc(config.admin.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(admin_pb::FILE_DESCRIPTOR_SET)
@@ -184,10 +197,15 @@ pub async fn run(
             TcpListenerStream::new(listeners.authz),
             signal(stop_rx.clone()),
         );
-    let admin_server = Server::builder()
-        .add_service(health)
+    // The admin port also speaks HTTP/1.1, for the RFC 7009 and back-channel logout endpoints.
+    let admin_routes = tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(admin)
+        .into_axum_router()
+        .merge(admin_http);
+    let admin_server = Server::builder()
+        .accept_http1(true)
+        .add_routes(admin_routes.into())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.admin),
             signal(stop_rx.clone()),

@@ -205,6 +205,9 @@ store_suite!(
     a_corrupt_stored_value_is_skipped,
     writes_are_durable_across_reopening,
     kind_and_location_describe_the_store,
+    remember_once_refuses_a_repeat_until_the_mark_expires,
+    remember_once_lets_exactly_one_of_concurrent_callers_win,
+    remember_once_marks_are_durable_and_not_in_the_feed,
 );
 
 async fn insert_then_get_returns_it(backend: impl Backend) {
@@ -687,6 +690,87 @@ async fn embedded_open_purges_entries_expired_by_the_clock() {
     drop(store);
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(store.get(&ancient.key, 1).await.expect("get"), None);
+}
+
+async fn remember_once_refuses_a_repeat_until_the_mark_expires(backend: impl Backend) {
+    let store = backend.store();
+    let once = |scope: &'static str, id: &'static str, expires_at: u64, now: u64| async move {
+        store
+            .remember_once(scope, id, expires_at, now)
+            .await
+            .expect("remember_once")
+    };
+    assert!(once("jti", "a", NOW + 60, NOW).await, "first time");
+    assert!(!once("jti", "a", NOW + 60, NOW + 1).await, "repeat");
+    assert!(
+        !once("jti", "a", NOW + 600, NOW + 59).await,
+        "repeat just before expiry"
+    );
+    assert!(once("jti", "b", NOW + 60, NOW).await, "another id");
+    assert!(once("other", "a", NOW + 60, NOW).await, "another scope");
+    assert!(once("jti", "with:colons", NOW + 60, NOW).await);
+    assert!(!once("jti", "with:colons", NOW + 60, NOW).await);
+    // Once expired, the id may be recorded again (and is then refused again).
+    store.purge_expired(NOW + 60).await.expect("purge");
+    assert!(once("jti", "a", NOW + 120, NOW + 60).await, "after expiry");
+    assert!(
+        !once("jti", "a", NOW + 120, NOW + 61).await,
+        "repeat after re-recording"
+    );
+}
+
+async fn remember_once_lets_exactly_one_of_concurrent_callers_win(backend: impl Backend) {
+    let store = backend.store();
+    let calls = (0..16).map(|_| store.remember_once("jti", "race", NOW + 60, NOW));
+    let results = futures_util::future::join_all(calls).await;
+    let winners = results
+        .into_iter()
+        .map(|result| result.expect("remember_once"))
+        .filter(|won| *won)
+        .count();
+    assert_eq!(winners, 1);
+}
+
+async fn remember_once_marks_are_durable_and_not_in_the_feed(mut backend: impl Backend) {
+    let position = backend
+        .store()
+        .snapshot(NOW)
+        .await
+        .expect("snapshot")
+        .position;
+    assert!(
+        backend
+            .store()
+            .remember_once("jti", "kept", NOW + 60, NOW)
+            .await
+            .expect("remember_once")
+    );
+    assert_eq!(
+        backend
+            .store()
+            .changes(&position, Duration::ZERO)
+            .await
+            .expect("changes"),
+        ChangeBatch::Changes(Vec::new(), position.clone()),
+    );
+    backend.reopen().await;
+    assert!(
+        !backend
+            .store()
+            .remember_once("jti", "kept", NOW + 60, NOW + 1)
+            .await
+            .expect("remember_once"),
+        "the mark survives reopening"
+    );
+    assert!(
+        backend
+            .store()
+            .snapshot(NOW)
+            .await
+            .expect("snapshot")
+            .revocations
+            .is_empty()
+    );
 }
 
 // ---- Redis only ----

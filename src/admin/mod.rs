@@ -6,10 +6,12 @@
 //! - [`auth`]: the bearer admin-token check.
 //! - [`convert`]: between protobuf messages and the model, naming the field at fault.
 //! - [`service`]: the tonic `RevocationAdmin` service.
+//! - [`http`]: the HTTP endpoints on the same port: RFC 7009 `/revoke`, `/backchannel-logout`.
 
 pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod http;
 pub mod pb;
 pub mod revoker;
 pub mod service;

@@ -1,11 +1,12 @@
-//! The revocation operations behind every admin front end (gRPC today): validate, write to the
-//! store (durably, or not at all), and apply to this server's replica at once.
+//! The revocation operations behind every admin front end (gRPC, the HTTP endpoints, logout
+//! routes): validate, write to the store (durably, or not at all), and apply to this server's
+//! replica at once.
 
 use super::error::AdminError;
 use crate::revocation::{
     Change, Inserted, Page, Replica, Revocation, RevocationKey, RevocationKind, Store,
 };
-use crate::token::{TimeRule, Verifier};
+use crate::token::{TimeRule, VerifiedToken, Verifier};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,47 @@ impl Revoker {
     /// The local replica.
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+
+    /// The token verifier.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Revokes, for an already verified token, the token itself or every token of its session
+    /// (`sid`), subject (`sub`) or client; when the token lacks that claim (or it is empty or
+    /// oversized), the token itself.
+    /// Returns the kind actually revoked with the result.
+    pub async fn revoke_verified(
+        &self,
+        token: &VerifiedToken,
+        kind: RevocationKind,
+        reason: &str,
+        now: u64,
+    ) -> Result<(RevocationKind, RevokeResult), AdminError> {
+        let claims = &token.claims;
+        let id = match kind {
+            RevocationKind::Token => None,
+            RevocationKind::Session => claims.sid.as_deref(),
+            RevocationKind::Subject => claims.sub.as_deref(),
+            RevocationKind::Client => claims.client_id.as_deref(),
+        };
+        // An absent or unusable (empty, oversized) claim falls back to the token itself.
+        if let Some(key) = id.and_then(|id| RevocationKey::new(claims.iss.clone(), kind, id).ok()) {
+            return Ok((kind, self.revoke_key(key, None, reason, now).await?));
+        }
+        let key = RevocationKey::new(
+            claims.iss.clone(),
+            RevocationKind::Token,
+            token.token_id.clone(),
+        )
+        .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
+        let expires_at = claims.exp.saturating_add(self.leeway.as_secs());
+        if expires_at <= now {
+            return Ok((RevocationKind::Token, RevokeResult::AlreadyExpired));
+        }
+        let result = self.insert(key, now, expires_at, reason).await?;
+        Ok((RevocationKind::Token, result))
     }
 
     /// Checks a key from a request: a configured issuer and a well-formed identifier.

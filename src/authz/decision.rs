@@ -18,6 +18,8 @@ pub enum Denial {
     Revoked(RevocationKind),
     /// The revocation replica cannot vouch for the set (never synced, or stale under `deny`).
     Unavailable,
+    /// A logout route's revocation could not be recorded durably, so the logout did not happen.
+    LogoutFailed,
 }
 
 impl Denial {
@@ -31,6 +33,7 @@ impl Denial {
             Self::Revoked(RevocationKind::Subject) => "revoked_subject",
             Self::Revoked(RevocationKind::Client) => "revoked_client",
             Self::Unavailable => "revocations_unavailable",
+            Self::LogoutFailed => "logout_not_recorded",
         }
     }
 }

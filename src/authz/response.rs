@@ -149,6 +149,13 @@ fn deny(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
             "temporarily_unavailable",
             "token revocation state is unavailable; retry later",
         ),
+        Denial::LogoutFailed => (
+            HttpStatusCode::ServiceUnavailable,
+            tonic::Code::Unavailable,
+            None,
+            "temporarily_unavailable",
+            "the logout could not be recorded; retry later",
+        ),
     };
     let mut headers = vec![
         header(

@@ -3,7 +3,8 @@
 //! A refusal is a normal `CheckResponse`; Check never answers with a gRPC error, which Envoy
 //! would treat as "could not decide".
 
-use super::decision::{Decider, Decision};
+use super::decision::{Decider, Decision, Denial};
+use super::logout::LogoutRoutes;
 use super::response::{check_response, request_headers};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status};
 pub struct AuthzService {
     decider: Arc<Decider>,
     response: Arc<ResponseConfig>,
+    logout: Option<Arc<LogoutRoutes>>,
 }
 
 impl AuthzService {
@@ -26,7 +28,14 @@ impl AuthzService {
         Self {
             decider,
             response: Arc::new(response),
+            logout: None,
         }
+    }
+
+    /// Also records revocations on these logout routes (see [`LogoutRoutes`]).
+    pub fn with_logout_routes(mut self, routes: LogoutRoutes) -> Self {
+        self.logout = Some(Arc::new(routes));
+        self
     }
 
     /// The tonic service to mount on the authorization port.
@@ -43,7 +52,14 @@ impl Authorization for AuthzService {
     ) -> Result<Response<CheckResponse>, Status> {
         let request = request.into_inner();
         let headers = request_headers(&request);
-        let decision = self.decider.decide(&headers, unix_now()).await;
+        let now = unix_now();
+        let mut decision = self.decider.decide(&headers, now).await;
+        if let (Decision::Allow(token), Some(logout)) = (&decision, &self.logout)
+            && let Err(error) = logout.on_allowed(&request, token, now).await
+        {
+            tracing::warn!(%error, iss = %token.claims.iss, "logout route: revocation not recorded");
+            decision = Decision::Deny(Denial::LogoutFailed);
+        }
         match &decision {
             Decision::Allow(token) => tracing::debug!(
                 iss = %token.claims.iss,

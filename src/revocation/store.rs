@@ -114,8 +114,22 @@ pub trait Store: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<ChangeBatch, StoreError>;
 
-    /// Deletes expired revocations from storage; returns how many.
+    /// Deletes expired revocations (and expired [`Store::remember_once`] marks) from storage;
+    /// returns how many revocations.
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+
+    /// Records `id` under `scope` until `expires_at`, unless it is already recorded and live
+    /// at `now`: `true` when newly recorded, `false` when seen before. Atomic: of concurrent
+    /// calls with the same `scope` and `id`, across replicas, exactly one gets `true`. For
+    /// replay protection (a back-channel logout token's `jti`); `scope` is a fixed name
+    /// without `:`. The mark is not part of the change feed and expires by itself.
+    async fn remember_once(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
 
     /// `"redis"` or `"embedded"`.
     fn kind(&self) -> &'static str;

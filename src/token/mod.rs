@@ -2,6 +2,7 @@
 //!
 //! - [`extract`]: the token from `Authorization: Bearer`, a configured header or cookie.
 //! - [`verify`]: the [`Verifier`]: structure, header, issuer, algorithm, signature, claims.
+//! - [`logout`]: verifying OIDC back-channel logout tokens.
 //! - [`keys`]: each issuer's keys (JWKS file, inline, or `jwks_uri` kept fresh; HMAC secret).
 //! - [`claims`]: the [`Claims`] of a token and its revocation identifier.
 //! - [`cache`]: the [`VerifiedCache`] of verified tokens, each entry ending at the token's `exp`.
@@ -12,6 +13,7 @@ pub mod claims;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod logout;
 pub mod verify;
 
 #[cfg(test)]
@@ -22,4 +24,5 @@ pub use claims::{Claims, VerifiedToken};
 pub use error::TokenError;
 pub use extract::extract_token;
 pub use keys::KeyError;
+pub use logout::{LogoutToken, LogoutTokenError};
 pub use verify::{TimeRule, Verifier};

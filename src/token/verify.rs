@@ -27,6 +27,18 @@ pub enum TimeRule {
     Ignore,
 }
 
+/// A compact JWS whose signature verified with a key of the issuer its `iss` names.
+pub(super) struct Signed<'a> {
+    /// That issuer.
+    pub(super) issuer: &'a IssuerConfig,
+    /// The JOSE header.
+    pub(super) header: Map<String, Value>,
+    /// The payload's claims, unchecked beyond `iss`.
+    pub(super) claims: Map<String, Value>,
+    /// The decoded payload bytes.
+    pub(super) payload: Vec<u8>,
+}
+
 /// A trusted issuer and its keys.
 struct Issuer {
     config: IssuerConfig,
@@ -107,6 +119,39 @@ impl Verifier {
         now: u64,
         time: TimeRule,
     ) -> Result<VerifiedToken, TokenError> {
+        let Signed {
+            issuer,
+            claims: all,
+            payload,
+            ..
+        } = self.verify_signed(token).await?;
+        let claims = Claims::from_map(all)?;
+        if !claims.aud.iter().any(|aud| issuer.audiences.contains(aud)) {
+            return Err(TokenError::WrongAudience);
+        }
+        if time == TimeRule::Enforce {
+            if claims.exp.saturating_add(self.leeway) <= now {
+                return Err(TokenError::Expired);
+            }
+            if claims
+                .nbf
+                .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+            {
+                return Err(TokenError::NotYetValid);
+            }
+            self.check_lifetime(&claims, now)?;
+        }
+        Ok(VerifiedToken::new(claims, &payload))
+    }
+
+    /// The leeway on time claims, in seconds.
+    pub(super) fn leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    /// Checks the structure, header, issuer, algorithm and signature of a compact JWS, and
+    /// returns its parts; the claims are not checked beyond `iss`.
+    pub(super) async fn verify_signed(&self, token: &str) -> Result<Signed<'_>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -150,28 +195,12 @@ impl Verifier {
                 jsonwebtoken::crypto::verify(signature_b64, message, key, alg).unwrap_or(false)
             })
             .await?;
-
-        let claims = Claims::from_map(all)?;
-        if !claims
-            .aud
-            .iter()
-            .any(|aud| issuer.config.audiences.contains(aud))
-        {
-            return Err(TokenError::WrongAudience);
-        }
-        if time == TimeRule::Enforce {
-            if claims.exp.saturating_add(self.leeway) <= now {
-                return Err(TokenError::Expired);
-            }
-            if claims
-                .nbf
-                .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
-            {
-                return Err(TokenError::NotYetValid);
-            }
-            self.check_lifetime(&claims, now)?;
-        }
-        Ok(VerifiedToken::new(claims, &payload))
+        Ok(Signed {
+            issuer: &issuer.config,
+            header,
+            claims: all,
+            payload,
+        })
     }
 }
 

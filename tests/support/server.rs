@@ -42,6 +42,7 @@ pub enum Store {
 pub struct ServerBuilder {
     store: Store,
     extra_toml: Vec<String>,
+    issuer_toml: Vec<(usize, String)>,
     env: Vec<(String, String)>,
     log_level: String,
     require_serving: bool,
@@ -52,6 +53,7 @@ impl Default for ServerBuilder {
         Self {
             store: Store::Embedded,
             extra_toml: Vec::new(),
+            issuer_toml: Vec::new(),
             env: Vec::new(),
             log_level: "info,jwt_revoker=debug".to_owned(),
             require_serving: true,
@@ -77,6 +79,13 @@ impl ServerBuilder {
     /// two generated issuers. E.g. `"leeway = \"0s\"\n[response]\nrealm = \"t\""`.
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra_toml.push(toml.to_owned());
+        self
+    }
+
+    /// Merges TOML into the generated `[[issuers]]` entry `index` (0: the JWKS issuer,
+    /// 1: the HMAC issuer), e.g. `backchannel_audiences = ["web"]`.
+    pub fn issuer_toml(mut self, index: usize, toml: &str) -> Self {
+        self.issuer_toml.push((index, toml.to_owned()));
         self
     }
 
@@ -180,6 +189,18 @@ hmac_secret_file = {secret}
                 .parse()
                 .unwrap_or_else(|e| panic!("extra_toml is not TOML: {e}\n{extra}"));
             merge(&mut config, extra, true);
+        }
+        for (index, extra) in &self.issuer_toml {
+            let extra: toml::Table = extra
+                .parse()
+                .unwrap_or_else(|e| panic!("issuer_toml is not TOML: {e}\n{extra}"));
+            let Some(toml::Value::Table(issuer)) = config
+                .get_mut("issuers")
+                .and_then(|issuers| issuers.get_mut(*index))
+            else {
+                panic!("no generated issuer {index}");
+            };
+            merge(issuer, extra, false);
         }
         toml::to_string(&config).expect("serialize the config")
     }

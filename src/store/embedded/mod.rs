@@ -3,6 +3,8 @@
 //!
 //! On disk, table [`REVOCATIONS_TABLE`] maps each encoded [`RevocationKey`] to the JSON of its
 //! [`Revocation`], and table `expiry` indexes the keys by `expires_at` so that purging is cheap.
+//! Tables `once` and `once_expiry` hold the marks of `remember_once` (`<scope>:<id>` →
+//! `expires_at`, and their index by expiry).
 //! Every write is committed durably before the call returns. The feed lives in memory only: a
 //! position is only meaningful to the instance that issued it, and any other is a gap.
 
@@ -30,6 +32,10 @@ pub const REVOCATIONS_TABLE: &str = "revocations";
 
 const REVOCATIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new(REVOCATIONS_TABLE);
 const EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("expiry");
+/// `remember_once` marks: `<scope>:<id>` → `expires_at`.
+const ONCE: TableDefinition<&[u8], u64> = TableDefinition::new("once");
+/// The marks by `expires_at`, for purging.
+const ONCE_EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("once_expiry");
 
 /// Tuning of the embedded store.
 #[derive(Debug, Clone)]
@@ -93,6 +99,10 @@ impl EmbeddedStore {
         txn.open_table(REVOCATIONS)
             .map_err(|err| cannot_open(err.to_string()))?;
         txn.open_table(EXPIRY)
+            .map_err(|err| cannot_open(err.to_string()))?;
+        txn.open_table(ONCE)
+            .map_err(|err| cannot_open(err.to_string()))?;
+        txn.open_table(ONCE_EXPIRY)
             .map_err(|err| cannot_open(err.to_string()))?;
         txn.commit().map_err(|err| cannot_open(err.to_string()))?;
 
@@ -180,6 +190,18 @@ impl Store for EmbeddedStore {
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         self.run(move |inner| inner.purge_expired(now)).await
+    }
+
+    async fn remember_once(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mark = format!("{scope}:{id}");
+        self.run(move |inner| inner.remember_once(&mark, expires_at, now))
+            .await
     }
 
     fn kind(&self) -> &'static str {
@@ -359,9 +381,73 @@ impl Inner {
         })
     }
 
+    fn remember_once(&self, mark: &str, expires_at: u64, now: u64) -> Result<bool, StoreError> {
+        let _writer = self.lock_writer();
+        let txn = self.db.begin_write().map_err(|err| self.error(err))?;
+        {
+            let mut marks = txn.open_table(ONCE).map_err(|err| self.error(err))?;
+            let mut index = txn.open_table(ONCE_EXPIRY).map_err(|err| self.error(err))?;
+            let existing = marks
+                .get(mark.as_bytes())
+                .map_err(|err| self.error(err))?
+                .map(|value| value.value());
+            if let Some(existing) = existing {
+                if existing > now {
+                    return Ok(false);
+                }
+                index
+                    .remove((existing, mark.as_bytes()))
+                    .map_err(|err| self.error(err))?;
+            }
+            marks
+                .insert(mark.as_bytes(), expires_at)
+                .map_err(|err| self.error(err))?;
+            index
+                .insert((expires_at, mark.as_bytes()), ())
+                .map_err(|err| self.error(err))?;
+        }
+        txn.commit().map_err(|err| self.error(err))?;
+        Ok(true)
+    }
+
+    /// Deletes the `remember_once` marks expired at `now` within `txn`.
+    fn purge_marks(&self, txn: &redb::WriteTransaction, now: u64) -> Result<(), StoreError> {
+        let mut marks = txn.open_table(ONCE).map_err(|err| self.error(err))?;
+        let mut index = txn.open_table(ONCE_EXPIRY).map_err(|err| self.error(err))?;
+        let end = match now.checked_add(1) {
+            Some(next) => Bound::Excluded((next, &[][..])),
+            None => Bound::Unbounded,
+        };
+        let mut due = Vec::new();
+        for entry in index
+            .range::<(u64, &[u8])>((Bound::Unbounded, end))
+            .map_err(|err| self.error(err))?
+        {
+            let (entry, _) = entry.map_err(|err| self.error(err))?;
+            let (expires_at, mark) = entry.value();
+            due.push((expires_at, mark.to_vec()));
+        }
+        for (expires_at, mark) in due {
+            index
+                .remove((expires_at, mark.as_slice()))
+                .map_err(|err| self.error(err))?;
+            let stored = marks
+                .get(mark.as_slice())
+                .map_err(|err| self.error(err))?
+                .map(|value| value.value());
+            if stored == Some(expires_at) {
+                marks
+                    .remove(mark.as_slice())
+                    .map_err(|err| self.error(err))?;
+            }
+        }
+        Ok(())
+    }
+
     fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|err| self.error(err))?;
+        self.purge_marks(&txn, now)?;
         let mut purged = 0;
         {
             let mut revocations = txn.open_table(REVOCATIONS).map_err(|err| self.error(err))?;

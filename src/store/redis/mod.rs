@@ -10,6 +10,7 @@
 //! | `{p}:idx`        | ZSET   | encoded key, score 0 (key order for `list`)              |
 //! | `{p}:feed`       | STREAM | `op=put rev=<JSON>` or `op=del key=<encoded key>`        |
 //! | `{p}:epoch`      | STRING | random name of this data set, to notice a wiped Redis    |
+//! | `{p}:once:<s>:<id>` | STRING | a [`Store::remember_once`] mark: its `expires_at`, with a Redis TTL |
 //!
 //! Writes are Lua scripts (module `scripts`) that change the data and append to the feed
 //! atomically. A feed position is `<epoch>/<stream id>/<entries added up to it>`; a gap is
@@ -73,6 +74,8 @@ struct Keys {
     idx: String,
     feed: String,
     epoch: String,
+    /// Prefix of the `remember_once` marks.
+    once: String,
 }
 
 impl Keys {
@@ -84,6 +87,7 @@ impl Keys {
             idx: key("idx"),
             feed: key("feed"),
             epoch: key("epoch"),
+            once: key("once"),
         }
     }
 }
@@ -558,6 +562,28 @@ impl Store for RedisStore {
             tracing::debug!(purged, now, "expired revocations purged");
         }
         Ok(purged)
+    }
+
+    async fn remember_once(
+        &self,
+        scope: &str,
+        id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{}:{scope}:{id}", self.keys.once);
+        let mut conn = self.conn.clone();
+        let recorded: i64 = self
+            .call("remember once", async {
+                scripts::REMEMBER_ONCE
+                    .key(&key)
+                    .arg(expires_at)
+                    .arg(now)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(recorded == 1)
     }
 
     fn kind(&self) -> &'static str {

@@ -161,3 +161,22 @@ pub(super) static FEED_HEAD: LazyLock<Script> = LazyLock::new(|| {
         "#!lua\nredis.call('SET', KEYS[1], ARGV[1], 'NX')\n{FEED_STATE_BODY}"
     ))
 });
+
+/// KEYS: the mark. ARGV: expires_at, now. Returns 1 when newly recorded (value `expires_at`,
+/// expiring `expires_at - now` seconds from now), 0 when a live mark exists.
+pub(super) static REMEMBER_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"#!lua
+local expires_at, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local found = redis.call('TYPE', KEYS[1])['ok']
+if found ~= 'none' and found ~= 'string' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. found .. ', not a string')
+end
+local existing = tonumber(redis.call('GET', KEYS[1]) or '')
+if existing and existing > now then return 0 end
+if expires_at <= now then return 1 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', expires_at - now)
+return 1
+"#,
+    )
+});
