@@ -278,8 +278,9 @@ pub struct TokenSources {
 pub struct ResponseConfig {
     /// The `realm` in `WWW-Authenticate`.
     pub realm: String,
-    /// Remove `authorization` from the request sent upstream.
-    pub strip_authorization: bool,
+    /// Request headers removed before the request goes upstream: with
+    /// `response.strip_authorization`, `authorization` and the configured `token.header`.
+    pub strip_headers: Vec<String>,
     /// Claim name → upstream request header (lowercase).
     pub claim_headers: BTreeMap<String, String>,
     /// Put the verified claims into the response's `dynamic_metadata`.
@@ -417,7 +418,7 @@ impl Config {
         let store = validate_store(raw.store, base, overrides)?;
         let admin = validate_admin(raw.admin, base, overrides)?;
         let token_sources = validate_token_sources(raw.token)?;
-        let response = validate_response(raw.response)?;
+        let response = validate_response(raw.response, &token_sources)?;
         let replica = validate_replica(raw.replica)?;
         let cache_max_entries = raw.cache.max_entries.unwrap_or(100_000);
 
@@ -593,7 +594,10 @@ fn validate_token_sources(raw: RawTokenSources) -> Result<TokenSources, ConfigEr
     })
 }
 
-fn validate_response(raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
+fn validate_response(
+    raw: RawResponse,
+    sources: &TokenSources,
+) -> Result<ResponseConfig, ConfigError> {
     let realm = raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned());
     if realm.is_empty()
         || realm
@@ -619,11 +623,28 @@ fn validate_response(raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
                 format!("{header:?} is not a usable header name"),
             ));
         }
+        if sources.header.as_deref() == Some(header.as_str()) {
+            return Err(invalid(
+                format!("response.claim_headers.{claim}"),
+                format!("{header:?} is token.header, where the token itself is read"),
+            ));
+        }
+        if claim_headers.values().any(|taken| *taken == header) {
+            return Err(invalid(
+                format!("response.claim_headers.{claim}"),
+                format!("{header:?} is already the header of another claim"),
+            ));
+        }
         claim_headers.insert(claim, header);
+    }
+    let mut strip_headers = Vec::new();
+    if raw.strip_authorization {
+        strip_headers.push("authorization".to_owned());
+        strip_headers.extend(sources.header.clone());
     }
     Ok(ResponseConfig {
         realm,
-        strip_authorization: raw.strip_authorization,
+        strip_headers,
         claim_headers,
         dynamic_metadata: raw.dynamic_metadata.unwrap_or(true),
     })
@@ -738,18 +759,32 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
             "one of jwks_file, jwks_uri or jwks is required for RS*/PS*/ES*/EdDSA algorithms",
         ));
     }
+    let jwks_refresh_interval = raw
+        .jwks_refresh_interval
+        .unwrap_or(Duration::from_secs(300));
+    if jwks_refresh_interval < Duration::from_secs(10) {
+        return Err(invalid(
+            key("jwks_refresh_interval"),
+            "must be at least 10s",
+        ));
+    }
+    let jwks_min_refresh_interval = raw
+        .jwks_min_refresh_interval
+        .unwrap_or(Duration::from_secs(30));
+    if jwks_min_refresh_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            key("jwks_min_refresh_interval"),
+            "must be at least 1s (it rate-limits fetches triggered by unknown kids)",
+        ));
+    }
     Ok(IssuerConfig {
         issuer,
         audiences: raw.audiences,
         keys,
         algorithms,
         hmac_secret_file,
-        jwks_refresh_interval: raw
-            .jwks_refresh_interval
-            .unwrap_or(Duration::from_secs(300)),
-        jwks_min_refresh_interval: raw
-            .jwks_min_refresh_interval
-            .unwrap_or(Duration::from_secs(30)),
+        jwks_refresh_interval,
+        jwks_min_refresh_interval,
     })
 }
 

@@ -2,8 +2,6 @@
 //! revoked with the CLI, denied with RFC 6750's `WWW-Authenticate`, re-approved; hostile
 //! tokens are denied; revocations survive a restart of the embedded store.
 //!
-//! Ignored until the server lands (the binary is a stub); run them with
-//! `cargo test --test e2e_revocation -- --ignored`, and remove the `#[ignore]`s then.
 
 mod support;
 
@@ -247,6 +245,11 @@ fn tokens_are_also_found_in_the_configured_header_and_cookie() {
         .send(port);
     assert_eq!(header.status, 200, "{}", header.text());
     assert_eq!(header.json()["headers"]["x-jwt-sub"], "rita");
+    assert!(
+        header.json()["headers"].get("x-access-token").is_none(),
+        "strip_authorization also strips the token header: {}",
+        header.text()
+    );
     let cookie = Request::get("/api/items")
         .header(
             "cookie",

@@ -36,7 +36,12 @@ fn default_server_config_is_valid() {
     assert_eq!(config.authz_addr.to_string(), "127.0.0.1:40001");
     assert_eq!(config.admin_addr.to_string(), "127.0.0.1:40002");
     assert_eq!(config.store, StoreConfig::Embedded { data_dir });
-    assert!(config.response.strip_authorization);
+    assert!(
+        config
+            .response
+            .strip_headers
+            .contains(&"authorization".to_owned())
+    );
     assert_eq!(
         config.response.claim_headers.get("sub").map(String::as_str),
         Some("x-jwt-sub")
@@ -63,7 +68,12 @@ fn extra_toml_merges_into_the_server_config() {
     assert_eq!(config.token_sources.cookie.as_deref(), Some("session"));
     assert_eq!(config.response.realm, "t");
     // Merged tables keep their other keys.
-    assert!(config.response.strip_authorization);
+    assert!(
+        config
+            .response
+            .strip_headers
+            .contains(&"authorization".to_owned())
+    );
     assert_eq!(config.issuers.len(), 3);
 }
 

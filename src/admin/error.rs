@@ -55,12 +55,17 @@ impl From<AdminError> for Status {
         match &error {
             AdminError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             AdminError::NotFound(_) => Status::not_found(error.to_string()),
+            AdminError::Token(TokenError::KeysUnavailable) => {
+                Status::unavailable("token: the issuer's keys are unavailable; retry later")
+            }
             AdminError::Token(token) => {
                 Status::invalid_argument(format!("token: rejected ({})", token.reason()))
             }
             AdminError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "admin request failed: store unavailable");
-                Status::unavailable("the revocation store is unavailable; nothing was changed")
+                Status::unavailable(
+                    "the revocation store is unavailable; the change may not have been made: retry",
+                )
             }
             AdminError::Store(StoreError::Internal(detail)) => {
                 tracing::error!(%detail, "admin request failed: store error");

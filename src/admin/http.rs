@@ -86,7 +86,7 @@ fn admin_error(err: AdminError) -> Response {
             let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
-                "the revocation store is unavailable; nothing was changed",
+                "the revocation store is unavailable; the change may not have been made: retry",
             );
             response
                 .headers_mut()

@@ -4,7 +4,7 @@
 
 use super::decision::{Decision, Denial};
 use crate::config::ResponseConfig;
-use crate::token::VerifiedToken;
+use crate::token::{TokenError, VerifiedToken};
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
@@ -64,9 +64,7 @@ fn allow(token: &VerifiedToken, config: &ResponseConfig) -> CheckResponse {
             None => headers_to_remove.push(name.clone()),
         }
     }
-    if config.strip_authorization {
-        headers_to_remove.push("authorization".to_owned());
-    }
+    headers_to_remove.extend(config.strip_headers.iter().cloned());
     let dynamic_metadata = config.dynamic_metadata.then(|| Struct {
         fields: HashMap::from([(
             METADATA_CLAIMS_KEY.to_owned(),
@@ -139,6 +137,15 @@ fn deny(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
             Some(format!("Bearer realm=\"{realm}\"")),
             "unauthorized",
             "a bearer token is required",
+        ),
+        // The issuer's keys could not be fetched: not the token's fault, so no challenge
+        // that would make the client drop it.
+        Denial::InvalidToken(TokenError::KeysUnavailable) => (
+            HttpStatusCode::ServiceUnavailable,
+            tonic::Code::Unavailable,
+            None,
+            "temporarily_unavailable",
+            "the issuer's keys are unavailable; retry later",
         ),
         Denial::InvalidToken(error) => invalid_token(realm, error.description()),
         Denial::Revoked(_) => invalid_token(realm, "the token has been revoked"),
@@ -255,7 +262,7 @@ mod tests {
     fn config() -> ResponseConfig {
         ResponseConfig {
             realm: "mesh".to_owned(),
-            strip_authorization: true,
+            strip_headers: vec!["authorization".to_owned()],
             claim_headers: BTreeMap::from([
                 ("sub".to_owned(), "x-jwt-sub".to_owned()),
                 ("email".to_owned(), "x-jwt-email".to_owned()),
@@ -356,12 +363,17 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_revocations_answer_503_without_a_challenge() {
-        let response = check_response(&Decision::Deny(Denial::Unavailable), &config());
-        assert_eq!(response.status.as_ref().map(|s| s.code), Some(14));
-        let denied = denied(&response);
-        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(503));
-        assert_eq!(header_of(&denied.headers, "www-authenticate"), None);
+    fn unavailable_revocations_or_keys_answer_503_without_a_challenge() {
+        for denial in [
+            Denial::Unavailable,
+            Denial::InvalidToken(TokenError::KeysUnavailable),
+        ] {
+            let response = check_response(&Decision::Deny(denial), &config());
+            assert_eq!(response.status.as_ref().map(|s| s.code), Some(14));
+            let denied = denied(&response);
+            assert_eq!(denied.status.as_ref().map(|s| s.code), Some(503));
+            assert_eq!(header_of(&denied.headers, "www-authenticate"), None);
+        }
     }
 
     #[test]

@@ -147,8 +147,9 @@ impl ClientError {
             Code::Unauthenticated => Self::Unauthenticated,
             Code::InvalidArgument => Self::Server(format!("invalid request: {message}")),
             Code::NotFound => Self::Server(message),
-            Code::Unavailable if message.contains("store") => {
-                Self::Server(format!("the server cannot reach its store: {message}"))
+            // Answered by the server itself (a transport failure carries its cause as source).
+            Code::Unavailable if std::error::Error::source(&status).is_none() => {
+                Self::Server(format!("the server is unavailable for this: {message}"))
             }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unreachable {
                 addr: addr.to_owned(),
@@ -197,7 +198,8 @@ async fn connect(connection: &Connection) -> Result<Client, ClientError> {
             addr: addr.clone(),
             detail: error_chain(&e),
         })?;
-    let header = match connection.admin_token.as_deref().map(str::trim) {
+    let admin_token = std::env::var(super::serve::ADMIN_TOKEN_ENV).ok();
+    let header = match admin_token.as_deref().map(str::trim) {
         Some(token) if !token.is_empty() => {
             Some(format!("Bearer {token}").parse().map_err(|_| {
                 ClientError::Usage("JWT_REVOKER_ADMIN_TOKEN holds invalid characters".into())

@@ -6,6 +6,9 @@ use crate::server::{self, Listeners, ServerError};
 use clap::Args;
 use std::path::PathBuf;
 
+/// The environment variable holding the admin token (never a flag: `ps` would show it).
+pub const ADMIN_TOKEN_ENV: &str = "JWT_REVOKER_ADMIN_TOKEN";
+
 /// Flags of `serve`; each can also come from its `JWT_REVOKER_…` variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -55,7 +58,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         admin_addr: args.admin_addr,
         store_url: args.store_url,
         log_level: args.log_level,
-        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        // Only from the environment: a flag would show the secret in `ps`.
+        admin_token: std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     let config = Config::load(&args.config, &overrides)?;
     telemetry::init(&config.log_level, args.log_format);

@@ -147,41 +147,48 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Logs whether Redis answers now and whether it is recent enough for gap detection.
+    /// Logs whether Redis answers now, whether it is recent enough for the change feed, and
+    /// whether its settings can lose acknowledged revocations (no AOF, an `allkeys-*`
+    /// eviction policy).
     async fn probe(&self) {
         let mut conn = self.conn.clone();
         let info = self
             .call("INFO", async move {
                 redis::cmd("INFO")
                     .arg("server")
+                    .arg("persistence")
+                    .arg("memory")
                     .query_async::<String>(&mut conn)
                     .await
             })
             .await;
-        match info {
-            Ok(info) => {
-                let version = info
-                    .lines()
-                    .find_map(|line| line.strip_prefix("redis_version:"))
-                    .unwrap_or("unknown")
-                    .trim()
-                    .to_owned();
-                let major: u32 = version
-                    .split('.')
-                    .next()
-                    .and_then(|major| major.parse().ok())
-                    .unwrap_or(0);
-                if major < 7 {
-                    tracing::warn!(location = %self.location, %version,
-                        "redis older than 7.0 cannot report feed trimming; replicas may miss changes after a long disconnection");
-                } else {
-                    tracing::info!(location = %self.location, %version, "redis store connected");
-                }
-            }
+        let info = match info {
+            Ok(info) => info,
             Err(err) => {
                 tracing::warn!(location = %self.location, error = %err,
                     "redis not reachable yet; calls will retry and fail with unavailable meanwhile");
+                return;
             }
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let version = field("redis_version").unwrap_or("unknown").to_owned();
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse().ok())
+            .unwrap_or(0);
+        if major < 7 {
+            tracing::error!(location = %self.location, %version,
+                "redis 7.0 or later is required: the change feed cannot be followed on this version");
+        } else {
+            tracing::info!(location = %self.location, %version, "redis store connected");
+        }
+        for warning in durability_warnings(field("aof_enabled"), field("maxmemory_policy")) {
+            tracing::warn!(location = %self.location, "{warning}");
         }
     }
 
@@ -617,6 +624,25 @@ impl RedisStore {
 }
 
 /// Parses a stored value, warning (and returning `None`) when it is unreadable.
+/// What in Redis's settings can lose acknowledged revocations, given its `aof_enabled` and
+/// `maxmemory_policy` (from `INFO`).
+fn durability_warnings(aof_enabled: Option<&str>, eviction: Option<&str>) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if aof_enabled == Some("0") {
+        warnings.push(
+            "redis runs without the append-only file: revocations written since its last \
+             snapshot are lost if it restarts (set appendonly yes, appendfsync everysec or always)",
+        );
+    }
+    if eviction.is_some_and(|policy| policy.starts_with("allkeys")) {
+        warnings.push(
+            "redis may evict any key under memory pressure, revocations included \
+             (use maxmemory-policy noeviction or volatile-*)",
+        );
+    }
+    warnings
+}
+
 /// How often `insert` retries extending a revocation that another writer changed meanwhile.
 const MAX_EXTEND_ATTEMPTS: usize = 5;
 
@@ -708,6 +734,15 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_can_lose_revocations_are_named() {
+        assert!(durability_warnings(Some("1"), Some("noeviction")).is_empty());
+        assert!(durability_warnings(Some("1"), Some("volatile-lru")).is_empty());
+        assert_eq!(durability_warnings(Some("0"), None).len(), 1);
+        assert_eq!(durability_warnings(Some("1"), Some("allkeys-lru")).len(), 1);
+        assert_eq!(durability_warnings(Some("0"), Some("allkeys-lfu")).len(), 2);
+    }
 
     #[test]
     fn location_hides_the_password() {
