@@ -7,10 +7,12 @@ use super::decision::{Decider, Decision};
 use super::response::{check_response, request_headers};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
+use crate::metrics::CheckMetrics;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse,
 };
 use std::sync::Arc;
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// The Check service.
@@ -18,6 +20,7 @@ use tonic::{Request, Response, Status};
 pub struct AuthzService {
     decider: Arc<Decider>,
     response: Arc<ResponseConfig>,
+    metrics: Option<CheckMetrics>,
 }
 
 impl AuthzService {
@@ -26,7 +29,14 @@ impl AuthzService {
         Self {
             decider,
             response: Arc::new(response),
+            metrics: None,
         }
+    }
+
+    /// Records every decision and its latency into `metrics`.
+    pub fn with_metrics(mut self, metrics: CheckMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The tonic service to mount on the authorization port.
@@ -41,6 +51,7 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
         let headers = request_headers(&request);
         let decision = self.decider.decide(&headers, unix_now()).await;
@@ -52,6 +63,14 @@ impl Authorization for AuthzService {
             ),
             Decision::Deny(denial) => tracing::info!(reason = denial.reason(), "denied"),
         }
-        Ok(Response::new(check_response(&decision, &self.response)))
+        let response = check_response(&decision, &self.response);
+        if let Some(metrics) = &self.metrics {
+            let (outcome, reason) = match &decision {
+                Decision::Allow(_) => ("allow", "ok"),
+                Decision::Deny(denial) => ("deny", denial.reason()),
+            };
+            metrics.record(outcome, reason, started.elapsed());
+        }
+        Ok(Response::new(response))
     }
 }

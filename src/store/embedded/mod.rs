@@ -15,6 +15,7 @@ use crate::revocation::{
 };
 use async_trait::async_trait;
 use feed::Feed;
+use prometheus_client::metrics::counter::Counter;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -36,12 +37,15 @@ const EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("expiry")
 pub struct EmbeddedOptions {
     /// How many recent changes the in-process feed keeps; a replica further behind gets a gap.
     pub feed_capacity: usize,
+    /// Counts entries skipped because they are unreadable (a metric; see `crate::metrics`).
+    pub skipped_entries: Counter,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             feed_capacity: 65_536,
+            skipped_entries: Counter::default(),
         }
     }
 }
@@ -63,6 +67,8 @@ struct Inner {
     feed: Mutex<Feed>,
     /// The sequence number of the last change, for waiters.
     last_seq: watch::Sender<u64>,
+    /// Counts unreadable entries skipped.
+    skipped_entries: Counter,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -102,6 +108,7 @@ impl EmbeddedStore {
             writer: Mutex::new(()),
             feed: Mutex::new(Feed::new(random_u64(), options.feed_capacity)),
             last_seq: watch::Sender::new(0),
+            skipped_entries: options.skipped_entries,
         };
         let purged = inner.purge_expired(unix_now())?;
         tracing::info!(path = %path.display(), purged, "embedded store opened");
@@ -407,6 +414,7 @@ impl Inner {
             Ok(key) => self.parse(key, value),
             Err(_) => {
                 tracing::warn!(path = %self.path.display(), "skipping entry with a non-UTF-8 key");
+                self.skipped_entries.inc();
                 None
             }
         }
@@ -418,10 +426,12 @@ impl Inner {
             Ok(revocation) if revocation.key.encode() == key => Some(revocation),
             Ok(_) => {
                 tracing::warn!(path = %self.path.display(), key, "skipping entry stored under another key");
+                self.skipped_entries.inc();
                 None
             }
             Err(err) => {
                 tracing::warn!(path = %self.path.display(), key, error = %err, "skipping unreadable entry");
+                self.skipped_entries.inc();
                 None
             }
         }
