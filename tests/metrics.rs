@@ -54,14 +54,25 @@ fn counters_move_as_requests_are_allowed_and_denied() {
     );
     assert!(value(&before, "jwt_revoker_replica_staleness_seconds") < 30.0);
     assert_eq!(
-        sample(&before, r#"jwt_revoker_decisions_total{decision="allow",reason="ok"}"#),
+        sample(
+            &before,
+            r#"jwt_revoker_decisions_total{decision="allow",reason="ok"}"#
+        ),
         None
     );
-    assert_eq!(value(&before, "jwt_revoker_check_duration_seconds_count"), 0.0);
-    assert_eq!(value(&before, "jwt_revoker_store_entries_skipped_total"), 0.0);
+    assert_eq!(
+        value(&before, "jwt_revoker_check_duration_seconds_count"),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "jwt_revoker_store_entries_skipped_total"),
+        0.0
+    );
 
     let token = tokens::valid("metrics-alice");
-    let allowed = Request::get("/api").bearer(&token).send(envoy.listen_port());
+    let allowed = Request::get("/api")
+        .bearer(&token)
+        .send(envoy.listen_port());
     assert_eq!(allowed.status, 200, "{}", allowed.text());
     let anonymous = Request::get("/api").send(envoy.listen_port());
     assert_eq!(anonymous.status, 401);
@@ -69,12 +80,17 @@ fn counters_move_as_requests_are_allowed_and_denied() {
     server.cli_ok(&["revoke", "--token", &token]);
     let refused = server.cli_with_token(&["list"], Some("not-the-admin-token-at-all"));
     assert!(!refused.status.success());
-    let denied = Request::get("/api").bearer(&token).send(envoy.listen_port());
+    let denied = Request::get("/api")
+        .bearer(&token)
+        .send(envoy.listen_port());
     assert_eq!(denied.status, 401, "{}", denied.text());
 
     let after = scrape(&server);
     assert_eq!(
-        value(&after, r#"jwt_revoker_decisions_total{decision="allow",reason="ok"}"#),
+        value(
+            &after,
+            r#"jwt_revoker_decisions_total{decision="allow",reason="ok"}"#
+        ),
         1.0
     );
     assert_eq!(
@@ -91,7 +107,10 @@ fn counters_move_as_requests_are_allowed_and_denied() {
         ),
         1.0
     );
-    assert_eq!(value(&after, "jwt_revoker_check_duration_seconds_count"), 3.0);
+    assert_eq!(
+        value(&after, "jwt_revoker_check_duration_seconds_count"),
+        3.0
+    );
     assert!(value(&after, "jwt_revoker_check_duration_seconds_sum") > 0.0);
     assert_eq!(
         value(&after, r#"jwt_revoker_revocations{kind="token"}"#),
@@ -111,7 +130,10 @@ fn counters_move_as_requests_are_allowed_and_denied() {
         ),
         1.0
     );
-    assert!(!after.contains("metrics-alice"), "a subject leaked:\n{after}");
+    assert!(
+        !after.contains("metrics-alice"),
+        "a subject leaked:\n{after}"
+    );
     assert!(!after.contains(&token), "a token leaked");
 }
 
