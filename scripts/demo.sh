@@ -10,7 +10,8 @@
 # behave as shown, and stops everything it started when it exits.
 #
 # Usage: scripts/demo.sh   (ports: DEMO_LISTEN_PORT, DEMO_ENVOY_ADMIN_PORT,
-#                           DEMO_AUTHZ_PORT, DEMO_ADMIN_PORT, DEMO_UPSTREAM_PORT)
+#                           DEMO_AUTHZ_PORT, DEMO_ADMIN_PORT, DEMO_METRICS_PORT,
+#                           DEMO_UPSTREAM_PORT)
 # State (admin token, revocations, logs) lives in .demo/ (git-ignored).
 set -euo pipefail
 
@@ -22,6 +23,7 @@ LISTEN_PORT="${DEMO_LISTEN_PORT:-10000}"
 ENVOY_ADMIN_PORT="${DEMO_ENVOY_ADMIN_PORT:-9901}"
 AUTHZ_PORT="${DEMO_AUTHZ_PORT:-9191}"
 ADMIN_PORT="${DEMO_ADMIN_PORT:-9192}"
+METRICS_PORT="${DEMO_METRICS_PORT:-9090}"
 UPSTREAM_PORT="${DEMO_UPSTREAM_PORT:-18080}"
 STATE="$REPO_ROOT/.demo"
 BIN="$REPO_ROOT/target/debug/jwt-revoker"
@@ -162,7 +164,8 @@ stop_stale jwt-revoker "$BIN serve"
 stop_stale upstream "demo/upstream.py"
 stop_stale envoy "$STATE/envoy.yaml"
 
-for port in "$LISTEN_PORT" "$ENVOY_ADMIN_PORT" "$AUTHZ_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT"; do
+for port in "$LISTEN_PORT" "$ENVOY_ADMIN_PORT" "$AUTHZ_PORT" "$ADMIN_PORT" "$METRICS_PORT" \
+  "$UPSTREAM_PORT"; do
   if port_in_use "$port"; then
     echo "port $port on 127.0.0.1 is in use; free it or choose other DEMO_*_PORT values" >&2
     exit 1
@@ -186,7 +189,8 @@ wait_for "the upstream" "${PIDS[-1]}" upstream \
 
 say "starting jwt-revoker (authz 127.0.0.1:$AUTHZ_PORT, admin $ADMIN_URL, store .demo/data)"
 start jwt-revoker env -u JWT_REVOKER_ADMIN_TOKEN "$BIN" serve --config demo/config.toml \
-  --authz-addr "127.0.0.1:$AUTHZ_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT"
+  --authz-addr "127.0.0.1:$AUTHZ_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
+  --metrics-addr "127.0.0.1:$METRICS_PORT"
 wait_for "jwt-revoker" "${PIDS[-1]}" jwt-revoker cli status
 SERVER_PID="${PIDS[-1]}"
 

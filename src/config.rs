@@ -51,6 +51,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 struct RawConfig {
     authz_addr: Option<String>,
     admin_addr: Option<String>,
+    metrics_addr: Option<String>,
     log_level: Option<String>,
     #[serde(default, with = "humantime_serde")]
     leeway: Option<Duration>,
@@ -73,6 +74,22 @@ struct RawConfig {
     issuers: Vec<RawIssuer>,
     #[serde(default)]
     logout_routes: Vec<RawLogoutRoute>,
+    tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    authz: Option<RawTlsFiles>,
+    admin: Option<RawTlsFiles>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsFiles {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +115,8 @@ struct RawAdmin {
     token_file: Option<PathBuf>,
     #[serde(default)]
     allow_unauthenticated: bool,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +183,8 @@ pub struct Overrides {
     pub store_url: Option<String>,
     /// `--log-level` / `JWT_REVOKER_LOG_LEVEL`.
     pub log_level: Option<String>,
+    /// `--metrics-addr` / `JWT_REVOKER_METRICS_ADDR`.
+    pub metrics_addr: Option<String>,
     /// `JWT_REVOKER_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
 }
@@ -175,6 +196,8 @@ pub struct Config {
     pub authz_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where the Prometheus `/metrics` endpoint listens.
+    pub metrics_addr: SocketAddr,
     /// A `tracing` filter directive (`info`, `jwt_revoker=debug`, …).
     pub log_level: String,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -202,6 +225,8 @@ pub struct Config {
     pub backchannel_audiences: BTreeMap<String, Vec<String>>,
     /// Requests on which Check records a revocation of the caller's token, then allows it.
     pub logout_routes: Vec<LogoutRoute>,
+    /// TLS on the gRPC ports.
+    pub tls: TlsConfig,
 }
 
 /// What a logout route revokes.
@@ -227,6 +252,52 @@ pub struct LogoutRoute {
     pub issuer: Option<String>,
     /// What is revoked.
     pub revoke: LogoutRevoke,
+}
+
+/// A PEM file read at start-up.
+#[derive(Clone)]
+pub struct PemFile {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    /// Its contents.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the contents: one of these is a private key.
+        f.debug_struct("PemFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsIdentity {
+    /// `cert_file`: the certificate chain, leaf first.
+    pub cert: PemFile,
+    /// `key_file`: the private key.
+    pub key: PemFile,
+}
+
+/// TLS on one gRPC port.
+#[derive(Debug, Clone)]
+pub struct PortTls {
+    /// The server's certificate and key.
+    pub identity: TlsIdentity,
+    /// CA certificates that client certificates must chain to; when set, a client without
+    /// such a certificate is refused at the handshake (admin port only).
+    pub client_ca: Option<PemFile>,
+}
+
+/// TLS on the gRPC ports; `None` serves plaintext (h2c).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// `[tls.authz]`.
+    pub authz: Option<PortTls>,
+    /// `[tls.admin]`.
+    pub admin: Option<PortTls>,
 }
 
 /// Where revocations are kept.
@@ -343,6 +414,8 @@ pub struct IssuerConfig {
 pub const DEFAULT_AUTHZ_ADDR: &str = "0.0.0.0:9191";
 /// The default admin address.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9192";
+/// The default metrics address.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 
 const SUPPORTED_ALGORITHMS: &[&str] = &[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
@@ -392,6 +465,14 @@ impl Config {
                 .or(raw.admin_addr.as_deref())
                 .unwrap_or(DEFAULT_ADMIN_ADDR),
         )?;
+        let metrics_addr = parse_addr(
+            "metrics_addr",
+            overrides
+                .metrics_addr
+                .as_deref()
+                .or(raw.metrics_addr.as_deref())
+                .unwrap_or(DEFAULT_METRICS_ADDR),
+        )?;
         let log_level = overrides
             .log_level
             .clone()
@@ -416,6 +497,7 @@ impl Config {
         }
 
         let store = validate_store(raw.store, base, overrides)?;
+        let tls = validate_tls(raw.tls, raw.admin.require_client_cert, base)?;
         let admin = validate_admin(raw.admin, base, overrides)?;
         let token_sources = validate_token_sources(raw.token)?;
         let response = validate_response(raw.response, &token_sources)?;
@@ -458,6 +540,7 @@ impl Config {
         Ok(Self {
             authz_addr,
             admin_addr,
+            metrics_addr,
             log_level,
             leeway,
             max_token_lifetime,
@@ -471,6 +554,7 @@ impl Config {
             issuers,
             backchannel_audiences,
             logout_routes,
+            tls,
         })
     }
 }
@@ -553,13 +637,85 @@ fn validate_admin(
             "the admin token (file or JWT_REVOKER_ADMIN_TOKEN) must be at least 16 characters",
         )),
         Some(token) => Ok(AdminAuth::Token(token)),
-        None if raw.allow_unauthenticated => Ok(AdminAuth::Open),
+        // With require_client_cert (checked in validate_tls to come with a client CA) the
+        // TLS handshake alone guards the port.
+        None if raw.allow_unauthenticated || raw.require_client_cert => Ok(AdminAuth::Open),
         None => Err(invalid(
             "admin.token_file",
             "the admin API needs a token: set admin.token_file or JWT_REVOKER_ADMIN_TOKEN \
-             (or admin.allow_unauthenticated = true to run it open)",
+             (or admin.require_client_cert = true with tls.admin.client_ca_file for mTLS \
+             alone, or admin.allow_unauthenticated = true to run it open)",
         )),
     }
+}
+
+fn validate_tls(
+    raw: RawTls,
+    require_client_cert: bool,
+    base: &Path,
+) -> Result<TlsConfig, ConfigError> {
+    let authz = raw
+        .authz
+        .map(|files| {
+            if files.client_ca_file.is_some() {
+                return Err(invalid(
+                    "tls.authz.client_ca_file",
+                    "client certificates are only supported on the admin port",
+                ));
+            }
+            port_tls("tls.authz", files, base)
+        })
+        .transpose()?;
+    let admin = raw
+        .admin
+        .map(|files| port_tls("tls.admin", files, base))
+        .transpose()?;
+    let has_client_ca = admin.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+    if require_client_cert && !has_client_ca {
+        return Err(invalid(
+            "admin.require_client_cert",
+            "needs [tls.admin] with cert_file, key_file and client_ca_file",
+        ));
+    }
+    if has_client_ca && !require_client_cert {
+        return Err(invalid(
+            "tls.admin.client_ca_file",
+            "only applies with admin.require_client_cert = true",
+        ));
+    }
+    Ok(TlsConfig { authz, admin })
+}
+
+fn port_tls(section: &str, files: RawTlsFiles, base: &Path) -> Result<PortTls, ConfigError> {
+    let required = |name: &str, file: Option<PathBuf>| {
+        let key = format!("{section}.{name}");
+        let file = file.ok_or_else(|| invalid(&key, "is required"))?;
+        read_pem(&key, resolve(base, file))
+    };
+    Ok(PortTls {
+        identity: TlsIdentity {
+            cert: required("cert_file", files.cert_file)?,
+            key: required("key_file", files.key_file)?,
+        },
+        client_ca: files
+            .client_ca_file
+            .map(|file| read_pem(&format!("{section}.client_ca_file"), resolve(base, file)))
+            .transpose()?,
+    })
+}
+
+/// Reads a PEM file; a missing, unreadable or non-PEM file is an error naming `key` and
+/// the file.
+fn read_pem(key: &str, path: PathBuf) -> Result<PemFile, ConfigError> {
+    let pem = std::fs::read(&path)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(invalid(
+            key,
+            format!("{} is not a PEM file (no -----BEGIN line)", path.display()),
+        ));
+    }
+    Ok(PemFile { path, pem })
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -1135,6 +1291,124 @@ algorithms = ["RS256", "ES256", "EdDSA"]
             "{twice}[[logout_routes]]\nmethod = \"post\"\npath = \"/a\"\nrevoke = \"session\"\n"
         );
         assert!(error_of(&twice).contains("logout_routes[1].path"));
+    }
+
+    #[test]
+    fn metrics_addr_defaults_and_can_be_overridden() {
+        assert_eq!(
+            parse(ISSUER).expect("valid").metrics_addr.to_string(),
+            "0.0.0.0:9090"
+        );
+        let overrides = Overrides {
+            metrics_addr: Some("127.0.0.1:9999".to_owned()),
+            ..with_token()
+        };
+        let text = format!("metrics_addr = \"127.0.0.1:1\"\n{ISSUER}");
+        let config =
+            Config::parse(&text, Path::new("t"), Path::new("."), &overrides).expect("valid");
+        assert_eq!(config.metrics_addr.to_string(), "127.0.0.1:9999");
+        assert!(error_of(&format!("metrics_addr = \"x\"\n{ISSUER}")).contains("metrics_addr"));
+    }
+
+    /// A directory with `cert.pem`, `key.pem` and `ca.pem` (PEM-looking, not parsed here)
+    /// and `junk.txt`.
+    fn pem_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["cert.pem", "key.pem", "ca.pem"] {
+            std::fs::write(
+                dir.path().join(name),
+                "-----BEGIN X-----\nAA==\n-----END X-----\n",
+            )
+            .expect("write pem");
+        }
+        std::fs::write(dir.path().join("junk.txt"), "not pem").expect("write junk");
+        dir
+    }
+
+    fn parse_in(dir: &Path, text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("t"), dir, overrides)
+    }
+
+    const AUTHZ_TLS: &str = "[tls.authz]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+    const ADMIN_MTLS: &str = "[admin]\nrequire_client_cert = true\n[tls.admin]\n\
+        cert_file = \"cert.pem\"\nkey_file = \"key.pem\"\nclient_ca_file = \"ca.pem\"\n";
+
+    #[test]
+    fn tls_files_are_read_relative_to_the_config() {
+        let dir = pem_dir();
+        let text = format!("{AUTHZ_TLS}{ADMIN_MTLS}{ISSUER}");
+        let config = parse_in(dir.path(), &text, &with_token()).expect("valid");
+        let authz = config.tls.authz.expect("authz tls");
+        assert_eq!(authz.identity.cert.path, dir.path().join("cert.pem"));
+        assert!(authz.client_ca.is_none());
+        let admin = config.tls.admin.expect("admin tls");
+        assert_eq!(
+            admin.client_ca.expect("client ca").path,
+            dir.path().join("ca.pem")
+        );
+        assert!(matches!(config.admin, AdminAuth::Token(_)));
+        assert!(!format!("{:?}", admin.identity.key).contains("BEGIN"));
+    }
+
+    #[test]
+    fn mtls_alone_guards_the_admin_port_without_a_token() {
+        let dir = pem_dir();
+        let text = format!("{ADMIN_MTLS}{ISSUER}");
+        let config = parse_in(dir.path(), &text, &Overrides::default()).expect("valid");
+        assert!(matches!(config.admin, AdminAuth::Open));
+        assert!(config.tls.admin.is_some());
+    }
+
+    #[test]
+    fn bad_tls_settings_name_the_key_and_the_file() {
+        let dir = pem_dir();
+        let missing = dir.path().join("missing.pem");
+        let cases = [
+            (
+                AUTHZ_TLS.replace("cert.pem", "missing.pem"),
+                "tls.authz.cert_file",
+                Some(missing.display().to_string()),
+            ),
+            (
+                AUTHZ_TLS.replace("key.pem", "junk.txt"),
+                "tls.authz.key_file",
+                Some(dir.path().join("junk.txt").display().to_string()),
+            ),
+            (
+                "[tls.authz]\ncert_file = \"cert.pem\"\n".to_owned(),
+                "tls.authz.key_file",
+                None,
+            ),
+            (
+                ADMIN_MTLS.replace("ca.pem", "missing.pem"),
+                "tls.admin.client_ca_file",
+                Some(missing.display().to_string()),
+            ),
+            (
+                ADMIN_MTLS.replace("require_client_cert = true", "require_client_cert = false"),
+                "tls.admin.client_ca_file",
+                None,
+            ),
+            (
+                "[admin]\nrequire_client_cert = true\n".to_owned(),
+                "admin.require_client_cert",
+                None,
+            ),
+            (
+                format!("{AUTHZ_TLS}client_ca_file = \"ca.pem\"\n"),
+                "tls.authz.client_ca_file",
+                None,
+            ),
+        ];
+        for (tls, key, file) in cases {
+            let error = parse_in(dir.path(), &format!("{tls}{ISSUER}"), &with_token())
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains(key), "{key}: {error}");
+            if let Some(file) = file {
+                assert!(error.contains(&file), "{file}: {error}");
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`store`]: the `Store` implementations: Redis and the embedded file store.
 //! - [`authz`]: the ext_authz `Check` service.
 //! - [`admin`]: the admin gRPC API.
-//! - [`server`]: wires the services, ports, health and shutdown together.
+//! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
+//! - [`server`]: wires the services, ports, health, TLS, metrics and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod authz;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod revocation;
 pub mod server;
 pub mod store;

@@ -1,15 +1,20 @@
 //! Wires everything together for `serve`: the store, the key sets, the replica and its
 //! follower, the Check service on the authorization port, the admin API on the admin port,
-//! gRPC health on both (reflecting the replica's sync state), and graceful shutdown.
+//! gRPC health and reflection on both (health reflecting the replica's sync state), TLS
+//! where configured, the metrics registry and its `/metrics` port, and graceful shutdown.
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
-use crate::config::{AdminAuth, Config, StoreConfig};
+use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
+use crate::metrics::replica::ReplicaCollector;
+use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
-use crate::store::embedded::EmbeddedStore;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::token::{KeyError, VerifiedCache, Verifier};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 /// Why the server could not start or stopped with an error.
@@ -44,6 +49,19 @@ pub enum ServerError {
     /// Reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A port's TLS certificate, key or client CA is unusable.
+    #[error("cannot use the TLS files of the {port} port ({files}): {detail}")]
+    Tls {
+        /// `authz` or `admin`.
+        port: &'static str,
+        /// The files, as configured.
+        files: String,
+        /// Why.
+        detail: String,
+    },
+    /// The metrics endpoint failed.
+    #[error("metrics endpoint error: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// The two bound listeners.
@@ -53,6 +71,8 @@ pub struct Listeners {
     pub authz: TcpListener,
     /// The admin API port.
     pub admin: TcpListener,
+    /// The Prometheus `/metrics` port.
+    pub metrics: TcpListener,
 }
 
 impl Listeners {
@@ -61,6 +81,7 @@ impl Listeners {
         Ok(Self {
             authz: bind(config.authz_addr).await?,
             admin: bind(config.admin_addr).await?,
+            metrics: bind(config.metrics_addr).await?,
         })
     }
 }
@@ -71,14 +92,76 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
-/// Opens the configured store.
-pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the configured store; it counts the unreadable entries it skips in
+/// `skipped_entries`.
+pub async fn open_store(
+    config: &StoreConfig,
+    skipped_entries: Counter,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
         StoreConfig::Redis { url, key_prefix } => {
-            Arc::new(RedisStore::connect(url, key_prefix, RedisOptions::default()).await?)
+            let options = RedisOptions {
+                skipped_entries,
+                ..RedisOptions::default()
+            };
+            Arc::new(RedisStore::connect(url, key_prefix, options).await?)
         }
-        StoreConfig::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
+        StoreConfig::Embedded { data_dir } => {
+            let options = EmbeddedOptions {
+                skipped_entries,
+                ..EmbeddedOptions::default()
+            };
+            Arc::new(EmbeddedStore::open_with(data_dir, options)?)
+        }
     })
+}
+
+/// The tonic TLS settings of one port.
+fn tls_config(tls: &PortTls) -> ServerTlsConfig {
+    let identity = Identity::from_pem(&tls.identity.cert.pem, &tls.identity.key.pem);
+    let config = ServerTlsConfig::new().identity(identity);
+    match &tls.client_ca {
+        Some(ca) => config.client_ca_root(Certificate::from_pem(&ca.pem)),
+        None => config,
+    }
+}
+
+/// Applies a port's TLS settings (if any) to its server builder.
+fn with_tls<L>(
+    server: Server<L>,
+    port: &'static str,
+    tls: Option<&PortTls>,
+) -> Result<Server<L>, ServerError> {
+    let Some(tls) = tls else {
+        return Ok(server);
+    };
+    server.tls_config(tls_config(tls)).map_err(|error| {
+        let mut files = format!(
+            "cert_file {}, key_file {}",
+            tls.identity.cert.path.display(),
+            tls.identity.key.path.display()
+        );
+        if let Some(ca) = &tls.client_ca {
+            files.push_str(&format!(", client_ca_file {}", ca.path.display()));
+        }
+        ServerError::Tls {
+            port,
+            files,
+            detail: error_chain(&error),
+        }
+    })
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 const AUTHZ_SERVICE: &str = <AuthorizationServer<AuthzService> as NamedService>::NAME;
@@ -100,9 +183,13 @@ pub async fn run(
         )
         .await?,
     );
-    let store = open_store(&config.store).await?;
+    let mut registry = Registry::default();
+    let skipped_entries = crate::metrics::store::skipped_entries(&mut registry);
+    let store = open_store(&config.store, skipped_entries).await?;
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, &mut registry));
     tracing::info!(store = store.kind(), location = %store.location(), "revocation store");
     let replica = Arc::new(Replica::new(config.replica.clone()));
+    ReplicaCollector::register(Arc::clone(&replica), &mut registry);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let follower = tokio::spawn(Arc::clone(&replica).follow(Arc::clone(&store), stop_rx.clone()));
@@ -146,7 +233,8 @@ pub async fn run(
         config.token_sources.clone(),
         config.max_token_bytes,
     ));
-    let authz = AuthzService::new(decider, config.response.clone());
+    let authz = AuthzService::new(decider, config.response.clone())
+        .with_metrics(CheckMetrics::register(&mut registry));
     let revoker = Arc::new(Revoker::new(
         Arc::clone(&store),
         Arc::clone(&replica),
@@ -155,7 +243,12 @@ pub async fn run(
         config.max_token_lifetime,
         config.leeway,
     ));
-    if matches!(config.admin, AdminAuth::Open) {
+    let admin_mtls = config
+        .tls
+        .admin
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
+    if matches!(config.admin, AdminAuth::Open) && !admin_mtls {
         tracing::warn!(
             "THE ADMIN API IS OPEN: anyone who can reach {} can revoke and unrevoke tokens \
              (admin.allow_unauthenticated = true)",
@@ -176,22 +269,39 @@ pub async fn run(
         config.backchannel_audiences.clone(),
     );
     let admin = AdminService::new(revoker).svc(config.admin.clone());
+    let admin_rpcs = AdminRpcLayer::register(&mut registry);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(admin_pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // envoy-types ships no descriptor set for Envoy's protos, so the authorization port's
+    // reflection lists grpc.health.v1.Health and the reflection service itself.
+    let authz_reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
     let authz_addr = listeners.authz.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
-    tracing::info!(?authz_addr, ?admin_addr, "listening");
+    let metrics_addr = listeners.metrics.local_addr().ok();
+    tracing::info!(
+        ?authz_addr,
+        ?admin_addr,
+        ?metrics_addr,
+        authz_tls = config.tls.authz.is_some(),
+        admin_tls = config.tls.admin.is_some(),
+        admin_mtls,
+        "listening"
+    );
 
     let signal = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
     let authz_server = Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let authz_server = with_tls(authz_server, "authz", config.tls.authz.as_ref())?
         .add_service(health.clone())
+        .add_service(authz_reflection)
         .add_service(authz.svc())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.authz),
@@ -203,16 +313,27 @@ pub async fn run(
         .add_service(admin)
         .into_axum_router()
         .merge(admin_http);
-    let admin_server = Server::builder()
+    let admin_server = with_tls(Server::builder(), "admin", config.tls.admin.as_ref())?
         .accept_http1(true)
+        .layer(admin_rpcs)
         .add_routes(admin_routes.into())
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.admin),
             signal(stop_rx.clone()),
         );
 
+    let metrics_server = crate::metrics::http::serve(
+        listeners.metrics,
+        Arc::new(registry),
+        signal(stop_rx.clone()),
+    );
+
     let servers = async {
-        tokio::try_join!(authz_server, admin_server)?;
+        tokio::try_join!(
+            async { authz_server.await.map_err(ServerError::from) },
+            async { admin_server.await.map_err(ServerError::from) },
+            async { metrics_server.await.map_err(ServerError::Metrics) },
+        )?;
         Ok::<(), ServerError>(())
     };
     tokio::pin!(servers);

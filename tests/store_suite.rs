@@ -55,6 +55,7 @@ impl Embedded {
     fn open(dir: &TempDir) -> EmbeddedStore {
         let options = EmbeddedOptions {
             feed_capacity: EMBEDDED_FEED,
+            ..EmbeddedOptions::default()
         };
         EmbeddedStore::open_with(dir.path(), options).expect("open the embedded store")
     }

@@ -8,10 +8,12 @@ use super::logout::LogoutRoutes;
 use super::response::{check_response, request_headers};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
+use crate::metrics::CheckMetrics;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse,
 };
 use std::sync::Arc;
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// The Check service.
@@ -20,6 +22,7 @@ pub struct AuthzService {
     decider: Arc<Decider>,
     response: Arc<ResponseConfig>,
     logout: Option<Arc<LogoutRoutes>>,
+    metrics: Option<CheckMetrics>,
 }
 
 impl AuthzService {
@@ -29,12 +32,19 @@ impl AuthzService {
             decider,
             response: Arc::new(response),
             logout: None,
+            metrics: None,
         }
     }
 
     /// Also records revocations on these logout routes (see [`LogoutRoutes`]).
     pub fn with_logout_routes(mut self, routes: LogoutRoutes) -> Self {
         self.logout = Some(Arc::new(routes));
+        self
+    }
+
+    /// Records every decision and its latency into `metrics`.
+    pub fn with_metrics(mut self, metrics: CheckMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -50,6 +60,7 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
         let headers = request_headers(&request);
         let now = unix_now();
@@ -68,6 +79,14 @@ impl Authorization for AuthzService {
             ),
             Decision::Deny(denial) => tracing::info!(reason = denial.reason(), "denied"),
         }
-        Ok(Response::new(check_response(&decision, &self.response)))
+        let response = check_response(&decision, &self.response);
+        if let Some(metrics) = &self.metrics {
+            let (outcome, reason) = match &decision {
+                Decision::Allow(_) => ("allow", "ok"),
+                Decision::Deny(denial) => ("deny", denial.reason()),
+            };
+            metrics.record(outcome, reason, started.elapsed());
+        }
+        Ok(Response::new(response))
     }
 }

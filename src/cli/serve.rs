@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// Address of the admin port (overrides `admin_addr`).
     #[arg(long, env = "JWT_REVOKER_ADMIN_ADDR")]
     pub admin_addr: Option<String>,
+    /// Address of the Prometheus `/metrics` endpoint (overrides `metrics_addr`).
+    #[arg(long, env = "JWT_REVOKER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Redis URL (overrides `store.url`; empty means the embedded store).
     #[arg(long, env = "JWT_REVOKER_STORE_URL")]
     pub store_url: Option<String>,
@@ -56,6 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let overrides = Overrides {
         authz_addr: args.authz_addr,
         admin_addr: args.admin_addr,
+        metrics_addr: args.metrics_addr,
         store_url: args.store_url,
         log_level: args.log_level,
         // Only from the environment: a flag would show the secret in `ps`.

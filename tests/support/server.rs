@@ -119,6 +119,7 @@ impl ServerBuilder {
             child: None,
             authz_port: 0,
             admin_port: 0,
+            metrics_port: 0,
             config_path: dir.path().join("config.toml"),
             log_path: dir.path().join("server.log"),
             data_dir: dir.path().join("data"),
@@ -133,7 +134,15 @@ impl ServerBuilder {
             attempt += 1;
             server.authz_port = free_port();
             server.admin_port = free_port();
-            let config = self.config_toml(server.authz_port, server.admin_port, &server.data_dir);
+            server.metrics_port = free_port();
+            // The metrics port goes first, so that an `extra_toml` can still replace it.
+            let mut builder = self.clone();
+            builder.extra_toml.insert(
+                0,
+                format!("metrics_addr = \"127.0.0.1:{}\"", server.metrics_port),
+            );
+            let config =
+                builder.config_toml(server.authz_port, server.admin_port, &server.data_dir);
             std::fs::write(&server.config_path, config).expect("write config.toml");
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -231,6 +240,7 @@ pub struct ServerProcess {
     child: Option<Child>,
     authz_port: u16,
     admin_port: u16,
+    metrics_port: u16,
     config_path: PathBuf,
     log_path: PathBuf,
     data_dir: PathBuf,
@@ -259,6 +269,11 @@ impl ServerProcess {
     /// The admin port on 127.0.0.1.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
+    }
+
+    /// The Prometheus `/metrics` port on 127.0.0.1.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// The admin API's URL, `http://127.0.0.1:<admin port>`.

@@ -17,6 +17,7 @@ use crate::revocation::{
 };
 use async_trait::async_trait;
 use feed::Feed;
+use prometheus_client::metrics::counter::Counter;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -42,12 +43,15 @@ const ONCE_EXPIRY: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("onc
 pub struct EmbeddedOptions {
     /// How many recent changes the in-process feed keeps; a replica further behind gets a gap.
     pub feed_capacity: usize,
+    /// Counts entries skipped because they are unreadable (a metric; see `crate::metrics`).
+    pub skipped_entries: Counter,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             feed_capacity: 65_536,
+            skipped_entries: Counter::default(),
         }
     }
 }
@@ -69,6 +73,8 @@ struct Inner {
     feed: Mutex<Feed>,
     /// The sequence number of the last change, for waiters.
     last_seq: watch::Sender<u64>,
+    /// Counts unreadable entries skipped.
+    skipped_entries: Counter,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -112,6 +118,7 @@ impl EmbeddedStore {
             writer: Mutex::new(()),
             feed: Mutex::new(Feed::new(random_u64(), options.feed_capacity)),
             last_seq: watch::Sender::new(0),
+            skipped_entries: options.skipped_entries,
         };
         let purged = inner.purge_expired(unix_now())?;
         tracing::info!(path = %path.display(), purged, "embedded store opened");
@@ -500,6 +507,7 @@ impl Inner {
             Ok(key) => self.parse(key, value),
             Err(_) => {
                 tracing::warn!(path = %self.path.display(), "skipping entry with a non-UTF-8 key");
+                self.skipped_entries.inc();
                 None
             }
         }
@@ -511,10 +519,12 @@ impl Inner {
             Ok(revocation) if revocation.key.encode() == key => Some(revocation),
             Ok(_) => {
                 tracing::warn!(path = %self.path.display(), key, "skipping entry stored under another key");
+                self.skipped_entries.inc();
                 None
             }
             Err(err) => {
                 tracing::warn!(path = %self.path.display(), key, error = %err, "skipping unreadable entry");
+                self.skipped_entries.inc();
                 None
             }
         }

@@ -30,6 +30,7 @@ use crate::revocation::{
 };
 use async_trait::async_trait;
 use feed::{FeedState, Position, StreamPos};
+use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
@@ -54,6 +55,8 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
     /// Approximate number of entries the change feed keeps (`XADD MAXLEN ~`).
     pub feed_max_len: usize,
+    /// Counts entries skipped because they are unreadable (a metric; see `crate::metrics`).
+    pub skipped_entries: Counter,
 }
 
 impl Default for RedisOptions {
@@ -62,6 +65,7 @@ impl Default for RedisOptions {
             connection_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             feed_max_len: 100_000,
+            skipped_entries: Counter::default(),
         }
     }
 }
@@ -324,7 +328,7 @@ impl Store for RedisStore {
                 tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
                 return Ok(Inserted::New);
             }
-            let current = parse(&encoded, &existing).ok_or_else(|| {
+            let current = self.parse(&encoded, &existing).ok_or_else(|| {
                 StoreError::Internal(format!("the stored revocation {encoded:?} is unreadable"))
             })?;
             let Some(extended) = current.extended_by(revocation) else {
@@ -396,7 +400,7 @@ impl Store for RedisStore {
             })
             .await?;
         Ok(value
-            .and_then(|value| parse(&encoded, &value))
+            .and_then(|value| self.parse(&encoded, &value))
             .filter(|revocation| !revocation.is_expired(now)))
     }
 
@@ -434,7 +438,7 @@ impl Store for RedisStore {
                 })
                 .await?;
             for (key, value) in keys.iter().zip(values) {
-                let Some(revocation) = value.and_then(|value| parse(key, &value)) else {
+                let Some(revocation) = value.and_then(|value| self.parse(key, &value)) else {
                     continue;
                 };
                 if revocation.is_expired(now) {
@@ -488,9 +492,10 @@ impl Store for RedisStore {
             for pair in fields.chunks_exact(2) {
                 let Ok(key) = std::str::from_utf8(&pair[0]) else {
                     tracing::warn!(location = %self.location, "skipping entry with a non-UTF-8 key");
+                    self.options.skipped_entries.inc();
                     continue;
                 };
-                if let Some(revocation) = parse(key, &pair[1])
+                if let Some(revocation) = self.parse(key, &pair[1])
                     && !revocation.is_expired(now)
                 {
                     // HSCAN may return a field twice.
@@ -618,12 +623,12 @@ impl RedisStore {
         };
         if change.is_none() {
             tracing::warn!(location = %self.location, id = %entry.id, "skipping unreadable feed entry");
+            self.options.skipped_entries.inc();
         }
         change
     }
 }
 
-/// Parses a stored value, warning (and returning `None`) when it is unreadable.
 /// What in Redis's settings can lose acknowledged revocations, given its `aof_enabled` and
 /// `maxmemory_policy` (from `INFO`).
 fn durability_warnings(aof_enabled: Option<&str>, eviction: Option<&str>) -> Vec<&'static str> {
@@ -651,17 +656,23 @@ fn encode(revocation: &Revocation) -> Result<String, StoreError> {
         .map_err(|err| StoreError::Internal(format!("cannot encode revocation: {err}")))
 }
 
-fn parse(key: &str, value: &[u8]) -> Option<Revocation> {
-    match serde_json::from_slice::<Revocation>(value) {
-        Ok(revocation) if revocation.key.encode() == key => Some(revocation),
-        Ok(_) => {
-            tracing::warn!(key, "skipping redis entry stored under another key");
-            None
-        }
-        Err(err) => {
-            tracing::warn!(key, error = %err, "skipping unreadable redis entry");
-            None
-        }
+impl RedisStore {
+    /// Parses a stored value, warning and counting (and returning `None`) when it is
+    /// unreadable.
+    fn parse(&self, key: &str, value: &[u8]) -> Option<Revocation> {
+        let parsed = match serde_json::from_slice::<Revocation>(value) {
+            Ok(revocation) if revocation.key.encode() == key => return Some(revocation),
+            Ok(_) => {
+                tracing::warn!(key, "skipping redis entry stored under another key");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(key, error = %err, "skipping unreadable redis entry");
+                None
+            }
+        };
+        self.options.skipped_entries.inc();
+        parsed
     }
 }
 

