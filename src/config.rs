@@ -74,6 +74,7 @@ struct RawConfig {
     issuers: Vec<RawIssuer>,
     #[serde(default)]
     logout_routes: Vec<RawLogoutRoute>,
+    #[serde(default)]
     tls: RawTls,
 }
 
