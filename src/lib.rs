@@ -5,10 +5,11 @@
 //! - [`revocation`]: the revocation model, the `Store` trait, and the in-memory replica.
 //! - [`store`]: the `Store` implementations: Redis and the embedded file store.
 //! - [`authz`]: the ext_authz `Check` service.
-//! - [`admin`]: the admin gRPC API.
+//! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
 //! - [`server`]: wires the services, ports, health, TLS, metrics and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
+//! - [`clock`], [`report`]: Unix time, and errors formatted with their sources.
 
 pub mod admin;
 pub mod authz;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod report;
 pub mod revocation;
 pub mod server;
 pub mod store;

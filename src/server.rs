@@ -8,6 +8,7 @@ use crate::authz::{AuthzService, Decider, LogoutRoutes};
 use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
+use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::redis::{RedisOptions, RedisStore};
@@ -150,18 +151,6 @@ fn with_tls<L>(
             detail: error_chain(&error),
         }
     })
-}
-
-/// An error and its sources, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 const AUTHZ_SERVICE: &str = <AuthorizationServer<AuthzService> as NamedService>::NAME;

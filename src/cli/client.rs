@@ -7,6 +7,7 @@ use crate::admin::pb::{
     UnrevokeRequest, revocation_admin_client::RevocationAdminClient, revoke_request,
     unrevoke_request,
 };
+use crate::report::error_chain;
 use clap::Args;
 use std::io::Read;
 use std::time::{Duration, UNIX_EPOCH};
@@ -211,17 +212,6 @@ async fn connect(connection: &Connection) -> Result<Client, ClientError> {
         channel,
         AuthHeader(header),
     ))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn parse_time(value: &str) -> Result<u64, String> {

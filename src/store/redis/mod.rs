@@ -196,6 +196,18 @@ impl RedisStore {
         }
     }
 
+    /// An invocation of a writing script with the keys every one of them takes, in order:
+    /// the hash, the expiry index, the key index and the feed.
+    fn writing<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&self.keys.rev)
+            .key(&self.keys.exp)
+            .key(&self.keys.idx)
+            .key(&self.keys.feed);
+        invocation
+    }
+
     /// The longest one command may take, reconnection included.
     fn budget(&self) -> Duration {
         self.options.connection_timeout + self.options.response_timeout
@@ -309,11 +321,7 @@ impl Store for RedisStore {
             let mut conn = self.conn.clone();
             let (recorded, existing): (i64, Vec<u8>) = self
                 .call("insert", async {
-                    scripts::INSERT
-                        .key(&self.keys.rev)
-                        .key(&self.keys.exp)
-                        .key(&self.keys.idx)
-                        .key(&self.keys.feed)
+                    self.writing(&scripts::INSERT)
                         .arg(&encoded)
                         .arg(&json)
                         .arg(revocation.expires_at)
@@ -337,11 +345,7 @@ impl Store for RedisStore {
             let extended_json = encode(&extended)?;
             let (replaced, _live): (i64, Vec<u8>) = self
                 .call("insert", async {
-                    scripts::REPLACE
-                        .key(&self.keys.rev)
-                        .key(&self.keys.exp)
-                        .key(&self.keys.idx)
-                        .key(&self.keys.feed)
+                    self.writing(&scripts::REPLACE)
                         .arg(&encoded)
                         .arg(&existing)
                         .arg(&extended_json)
@@ -368,11 +372,7 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let removed: i64 = self
             .call("remove", async {
-                scripts::REMOVE
-                    .key(&self.keys.rev)
-                    .key(&self.keys.exp)
-                    .key(&self.keys.idx)
-                    .key(&self.keys.feed)
+                self.writing(&scripts::REMOVE)
                     .arg(&encoded)
                     .arg(now)
                     .arg(self.options.feed_max_len)
