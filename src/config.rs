@@ -963,6 +963,15 @@ fn validate_logout_routes(
                 format!("{method:?} is not an HTTP method"),
             ));
         }
+        if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE") {
+            return Err(invalid(
+                key("method"),
+                format!(
+                    "{method} is a safe method: a link or image on another site could trigger \
+                     the logout (cross-site request forgery); use POST (or PUT, PATCH, DELETE)"
+                ),
+            ));
+        }
         let path = route
             .path
             .ok_or_else(|| invalid(key("path"), "is required"))?;
@@ -1213,7 +1222,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         let text = format!(
             "{}backchannel_audiences = [\"web\"]\n\
              [[logout_routes]]\nmethod = \"post\"\npath = \"/logout\"\nrevoke = \"session\"\n\
-             [[logout_routes]]\nmethod = \"GET\"\npath = \"/signout\"\n\
+             [[logout_routes]]\nmethod = \"DELETE\"\npath = \"/signout\"\n\
              issuer = \"https://idp.example.com\"\nrevoke = \"subject\"\n",
             ISSUER
         );
@@ -1232,7 +1241,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
                     revoke: LogoutRevoke::Session,
                 },
                 LogoutRoute {
-                    method: "GET".into(),
+                    method: "DELETE".into(),
                     path: "/signout".into(),
                     issuer: Some("https://idp.example.com".into()),
                     revoke: LogoutRevoke::Subject,
@@ -1263,6 +1272,10 @@ algorithms = ["RS256", "ES256", "EdDSA"]
             (
                 route("method = \"POST\"\npath = \"logout\"\nrevoke = \"token\""),
                 "logout_routes[0].path",
+            ),
+            (
+                route("method = \"get\"\npath = \"/logout\"\nrevoke = \"subject\""),
+                "logout_routes[0].method",
             ),
             (
                 route("method = \"POST\"\npath = \"/logout?x=1\"\nrevoke = \"token\""),

@@ -701,7 +701,17 @@ async fn remember_once_refuses_a_repeat_until_the_mark_expires(backend: impl Bac
             .await
             .expect("remember_once")
     };
+    let seen = |scope: &'static str, id: &'static str, now: u64| async move {
+        store
+            .is_remembered(scope, id, now)
+            .await
+            .expect("is_remembered")
+    };
+    assert!(!seen("jti", "a", NOW).await, "not yet recorded");
     assert!(once("jti", "a", NOW + 60, NOW).await, "first time");
+    assert!(seen("jti", "a", NOW + 59).await, "recorded");
+    assert!(!seen("jti", "a", NOW + 60).await, "expired");
+    assert!(!seen("other", "a", NOW).await, "another scope");
     assert!(!once("jti", "a", NOW + 60, NOW + 1).await, "repeat");
     assert!(
         !once("jti", "a", NOW + 600, NOW + 59).await,

@@ -259,31 +259,43 @@ async fn backchannel_logout(
         verified.issuer,
         verified.jti
     );
+    let replayed = || {
+        tracing::warn!(iss = %verified.issuer, jti = %verified.jti, "back-channel logout refused: replayed jti");
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the logout token was already used (jti replayed)",
+        )
+    };
+    match revoker
+        .store()
+        .is_remembered(BACKCHANNEL_JTI_SCOPE, &mark, now)
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => return replayed(),
+        Err(err) => return admin_error(err.into()),
+    }
+    // Revoke, as of the token's `iat` (the same logout token always yields the same
+    // revocation, so a concurrent duplicate changes nothing), then remember the jti: if
+    // either write fails, the provider can retry the same token.
+    if let Err(err) = revoker
+        .revoke_key_as_of(key, verified.iat, "OIDC back-channel logout", now)
+        .await
+    {
+        return admin_error(err);
+    }
     match revoker
         .store()
         .remember_once(BACKCHANNEL_JTI_SCOPE, &mark, verified.replayable_until, now)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(iss = %verified.issuer, jti = %verified.jti, "back-channel logout refused: replayed jti");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the logout token was already used (jti replayed)",
-            );
-        }
-        Err(err) => return admin_error(err.into()),
-    }
-    match revoker
-        .revoke_key(key, None, "OIDC back-channel logout", now)
-        .await
-    {
-        Ok(_) => {
+        Ok(true) => {
             tracing::info!(kind = kind.as_str(), iss = %verified.issuer, jti = %verified.jti, "back-channel logout recorded");
             ok()
         }
-        Err(err) => admin_error(err),
+        Ok(false) => replayed(),
+        Err(err) => admin_error(err.into()),
     }
 }
 

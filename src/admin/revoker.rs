@@ -116,7 +116,7 @@ impl Revoker {
         if expires_at <= now {
             return Ok((RevocationKind::Token, RevokeResult::AlreadyExpired));
         }
-        let result = self.insert(key, now, expires_at, reason).await?;
+        let result = self.insert(key, now, expires_at, reason, now).await?;
         Ok((RevocationKind::Token, result))
     }
 
@@ -162,11 +162,35 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let (key, exp) = self.token_key(token, now).await?;
-        let expires_at = exp.saturating_add(self.leeway.as_secs());
-        if expires_at <= now {
+        if exp.saturating_add(self.leeway.as_secs()) <= now {
             return Ok(RevokeResult::AlreadyExpired);
         }
-        self.insert(key, now, expires_at, reason).await
+        // No accepted token lives longer than max_token_lifetime (Check refuses longer ones),
+        // so neither does a revocation: storage stays bounded whatever `exp` says.
+        let expires_at = exp
+            .min(now.saturating_add(self.max_token_lifetime.as_secs()))
+            .saturating_add(self.leeway.as_secs());
+        self.insert(key, now, expires_at, reason, now).await
+    }
+
+    /// Revokes by key as of `revoked_at` (not `now`), until the longest a token issued by
+    /// then can live. Deterministic in its inputs, so repeating it changes nothing: for a
+    /// back-channel logout, whose token's `iat` says when the identity provider ended the
+    /// session.
+    pub async fn revoke_key_as_of(
+        &self,
+        key: RevocationKey,
+        revoked_at: u64,
+        reason: &str,
+        now: u64,
+    ) -> Result<RevokeResult, AdminError> {
+        let key = self.check_key(key, "key.")?;
+        let expires_at = revoked_at
+            .min(now)
+            .saturating_add(self.max_token_lifetime.as_secs())
+            .saturating_add(self.leeway.as_secs());
+        self.insert(key, revoked_at.min(now), expires_at, reason, now)
+            .await
     }
 
     /// Revokes by key, until `expires_at` or, by default, the longest a token can live.
@@ -194,17 +218,18 @@ impl Revoker {
             }
             Some(at) => at,
         };
-        self.insert(key, now, expires_at, reason).await
+        self.insert(key, now, expires_at, reason, now).await
     }
 
     async fn insert(
         &self,
         key: RevocationKey,
-        now: u64,
+        revoked_at: u64,
         expires_at: u64,
         reason: &str,
+        now: u64,
     ) -> Result<RevokeResult, AdminError> {
-        let revocation = Revocation::new(key, now, expires_at, reason)
+        let revocation = Revocation::new(key, revoked_at, expires_at, reason)
             .map_err(|e| AdminError::from_invalid_revocation("", &e))?;
         match self.store.insert(&revocation, now).await? {
             Inserted::New => {

@@ -14,8 +14,8 @@ pub enum Denial {
     NoToken,
     /// The token is not acceptable.
     InvalidToken(TokenError),
-    /// The token is valid but a revocation of this kind covers it.
-    Revoked(RevocationKind),
+    /// The token (verified) is valid, but a revocation of this kind covers it.
+    Revoked(RevocationKind, Arc<VerifiedToken>),
     /// The revocation replica cannot vouch for the set (never synced, or stale under `deny`).
     Unavailable,
     /// A logout route's revocation could not be recorded durably, so the logout did not happen.
@@ -28,10 +28,10 @@ impl Denial {
         match self {
             Self::NoToken => "missing_token",
             Self::InvalidToken(error) => error.reason(),
-            Self::Revoked(RevocationKind::Token) => "revoked_token",
-            Self::Revoked(RevocationKind::Session) => "revoked_session",
-            Self::Revoked(RevocationKind::Subject) => "revoked_subject",
-            Self::Revoked(RevocationKind::Client) => "revoked_client",
+            Self::Revoked(RevocationKind::Token, _) => "revoked_token",
+            Self::Revoked(RevocationKind::Session, _) => "revoked_session",
+            Self::Revoked(RevocationKind::Subject, _) => "revoked_subject",
+            Self::Revoked(RevocationKind::Client, _) => "revoked_client",
             Self::Unavailable => "revocations_unavailable",
             Self::LogoutFailed => "logout_not_recorded",
         }
@@ -100,9 +100,10 @@ impl Decider {
                 Err(error) => return Decision::Deny(Denial::InvalidToken(error)),
             },
         };
-        match self.replica.lookup(&identity(&verified), now) {
+        let lookup = self.replica.lookup(&identity(&verified), now);
+        match lookup {
             Lookup::Clear => Decision::Allow(verified),
-            Lookup::Revoked(kind) => Decision::Deny(Denial::Revoked(kind)),
+            Lookup::Revoked(kind) => Decision::Deny(Denial::Revoked(kind, verified)),
             Lookup::Unavailable => Decision::Deny(Denial::Unavailable),
         }
     }

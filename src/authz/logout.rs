@@ -46,6 +46,21 @@ impl LogoutRoutes {
             .map(|route| route.revoke)
     }
 
+    /// What the route matching `request` for `token`'s issuer revokes, if any.
+    fn route_for(&self, request: &CheckRequest, token: &VerifiedToken) -> Option<LogoutRevoke> {
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())?;
+        self.matching(&http.method, &http.path, &token.claims.iss)
+    }
+
+    /// Whether `request` is on a logout route for `token`'s issuer.
+    pub fn is_logout_request(&self, request: &CheckRequest, token: &VerifiedToken) -> bool {
+        self.route_for(request, token).is_some()
+    }
+
     /// If `request` is on a logout route, records the revocation `token` asks for; `Err`
     /// means it could not be recorded (the store failed) and the request must be refused.
     pub async fn on_allowed(
@@ -54,15 +69,7 @@ impl LogoutRoutes {
         token: &VerifiedToken,
         now: u64,
     ) -> Result<(), AdminError> {
-        let Some(http) = request
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-        else {
-            return Ok(());
-        };
-        let Some(revoke) = self.matching(&http.method, &http.path, &token.claims.iss) else {
+        let Some(revoke) = self.route_for(request, token) else {
             return Ok(());
         };
         let kind = match revoke {
@@ -130,7 +137,7 @@ mod tests {
             vec![
                 route("POST", "/logout", Some("https://a"), LogoutRevoke::Session),
                 route("POST", "/logout", None, LogoutRevoke::Token),
-                route("GET", "/signout-everywhere", None, LogoutRevoke::Subject),
+                route("DELETE", "/signout-everywhere", None, LogoutRevoke::Subject),
             ],
             revoker,
         )
@@ -149,7 +156,7 @@ mod tests {
             Some(LogoutRevoke::Token)
         );
         assert_eq!(
-            routes.matching("GET", "/signout-everywhere", "https://b"),
+            routes.matching("DELETE", "/signout-everywhere", "https://b"),
             Some(LogoutRevoke::Subject)
         );
         for (method, path) in [

@@ -148,7 +148,7 @@ fn deny(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
             "the issuer's keys are unavailable; retry later",
         ),
         Denial::InvalidToken(error) => invalid_token(realm, error.description()),
-        Denial::Revoked(_) => invalid_token(realm, "the token has been revoked"),
+        Denial::Revoked(..) => invalid_token(realm, "the token has been revoked"),
         Denial::Unavailable => (
             HttpStatusCode::ServiceUnavailable,
             tonic::Code::Unavailable,
@@ -339,7 +339,7 @@ mod tests {
                 TokenError::Expired.description(),
             ),
             (
-                Denial::Revoked(RevocationKind::Session),
+                Denial::Revoked(RevocationKind::Session, token()),
                 "the token has been revoked",
             ),
         ] {

@@ -65,7 +65,14 @@ impl Authorization for AuthzService {
         let headers = request_headers(&request);
         let now = unix_now();
         let mut decision = self.decider.decide(&headers, now).await;
-        if let (Decision::Allow(token), Some(logout)) = (&decision, &self.logout)
+        // A logout request whose token is already revoked (a second ext_authz hop after the
+        // first recorded the logout, or a client retry) still reaches the application's own
+        // logout, without recording anything again.
+        if let (Decision::Deny(Denial::Revoked(_, token)), Some(logout)) = (&decision, &self.logout)
+            && logout.is_logout_request(&request, token)
+        {
+            decision = Decision::Allow(Arc::clone(token));
+        } else if let (Decision::Allow(token), Some(logout)) = (&decision, &self.logout)
             && let Err(error) = logout.on_allowed(&request, token, now).await
         {
             tracing::warn!(%error, iss = %token.claims.iss, "logout route: revocation not recorded");

@@ -126,6 +126,13 @@ impl Store for MeteredStore {
         )
     }
 
+    async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError> {
+        self.count(
+            "is_remembered",
+            self.inner.is_remembered(scope, id, now).await,
+        )
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -131,6 +131,9 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Whether `id` is recorded under `scope` (by [`Store::remember_once`]) and live at `now`.
+    async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError>;
+
     /// `"redis"` or `"embedded"`.
     fn kind(&self) -> &'static str;
 

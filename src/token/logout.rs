@@ -76,6 +76,8 @@ pub struct LogoutToken {
     pub sub: Option<String>,
     /// `jti`, for replay protection.
     pub jti: String,
+    /// `iat`: when the identity provider ended the session.
+    pub iat: u64,
     /// Until when a replay of this token could still be accepted (Unix seconds): its `jti`
     /// must be remembered at least as long.
     pub replayable_until: u64,
@@ -113,7 +115,8 @@ impl Verifier {
             Some(_) => return Err(TokenError::Malformed.into()),
             None => return Err(TokenError::MissingClaim("aud").into()),
         };
-        if !aud.iter().any(|aud| accepted.iter().any(|a| a == aud)) {
+        // Every audience must be trusted (OIDC Core 3.1.3.7, which §2.6 refers to).
+        if aud.is_empty() || !aud.iter().all(|aud| accepted.iter().any(|a| a == aud)) {
             return Err(LogoutTokenError::WrongAudience);
         }
         match claims.get("events") {
@@ -148,6 +151,7 @@ impl Verifier {
             sid,
             sub,
             jti,
+            iat,
             replayable_until: iat.saturating_add(MAX_LOGOUT_TOKEN_AGE + 2 * leeway + 1),
         })
     }
@@ -289,6 +293,11 @@ mod tests {
             ),
             (with("nonce", json!("n")), LogoutTokenError::NoncePresent),
             (with("aud", json!("api")), LogoutTokenError::WrongAudience),
+            (
+                with("aud", json!([CLIENT, "some-other-client"])),
+                LogoutTokenError::WrongAudience,
+            ),
+            (with("aud", json!([])), LogoutTokenError::WrongAudience),
             (without("jti"), LogoutTokenError::MissingClaim("jti")),
             (without("iat"), LogoutTokenError::MissingClaim("iat")),
             (

@@ -211,6 +211,11 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError> {
+        let mark = format!("{scope}:{id}");
+        self.run(move |inner| inner.is_remembered(&mark, now)).await
+    }
+
     fn kind(&self) -> &'static str {
         "embedded"
     }
@@ -386,6 +391,16 @@ impl Inner {
             revocations: live,
             position,
         })
+    }
+
+    fn is_remembered(&self, mark: &str, now: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(|err| self.error(err))?;
+        let marks = txn.open_table(ONCE).map_err(|err| self.error(err))?;
+        let expires_at = marks
+            .get(mark.as_bytes())
+            .map_err(|err| self.error(err))?
+            .map(|value| value.value());
+        Ok(expires_at.is_some_and(|expires_at| expires_at > now))
     }
 
     fn remember_once(&self, mark: &str, expires_at: u64, now: u64) -> Result<bool, StoreError> {

@@ -598,6 +598,19 @@ impl Store for RedisStore {
         Ok(recorded == 1)
     }
 
+    async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError> {
+        let key = format!("{}:{scope}:{id}", self.keys.once);
+        let mut conn = self.conn.clone();
+        let value: Option<String> = self
+            .call("is remembered", async {
+                redis::cmd("GET").arg(&key).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(value
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|expires_at| expires_at > now))
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }
