@@ -1,7 +1,8 @@
 //! Wires everything together for `serve`: the store, the key sets, the replica and its
 //! follower, the Check service on the authorization port, the admin API on the admin port,
 //! gRPC health and reflection on both (health reflecting the replica's sync state), TLS
-//! where configured, the metrics registry and its `/metrics` port, and graceful shutdown.
+//! where configured, the metrics registry and the metrics port (`/metrics`, `/readyz`,
+//! `/livez`), and graceful shutdown.
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
@@ -335,6 +336,7 @@ pub async fn run(
     let metrics_server = crate::metrics::http::serve(
         listeners.metrics,
         Arc::new(registry),
+        Arc::clone(&replica),
         signal(stop_rx.clone()),
     );
 
