@@ -5,7 +5,8 @@
 //! NetworkPolicy; the admin port closed to other namespaces; readiness on `/readyz`),
 //! which refuse a weakened copy; the kind demo script with `bash -n` and `shellcheck`,
 //! applying only validated manifests and minting tokens the deployed config accepts;
-//! `envoy/gateway.yaml` with `envoy --mode validate`; the `Dockerfile` with `hadolint`.
+//! `envoy/gateway.yaml` with `envoy --mode validate`; the `Dockerfile` with `hadolint`,
+//! non-root, and making the embedded store's data directory owned by that user.
 //!
 //! The Python tools live in `<repo>/.venv` (`scripts/test.sh` installs them).
 
@@ -388,6 +389,45 @@ fn the_dockerfile_passes_hadolint_and_runs_as_non_root() {
     assert!(
         final_stage.contains("\nUSER 65532:65532\n"),
         "{final_stage}"
+    );
+    // The embedded store's data_dir of the image's config exists in the image, owned by
+    // the user it runs as: copied, as an entry of a directory from the build stage, with
+    // --chown (a distroless image has no shell to make it).
+    let docker_config = std::fs::read_to_string(repo_root().join("deploy/docker-config.toml"))
+        .expect("read deploy/docker-config.toml");
+    let docker_config: toml::Table = toml::from_str(&docker_config).expect("TOML");
+    let data_dir = docker_config["store"]["data_dir"]
+        .as_str()
+        .expect("store.data_dir");
+    let (parent, name) = data_dir.rsplit_once('/').expect("an absolute data_dir");
+    let made = final_stage.lines().any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [.., source, destination] = words.as_slice() else {
+            return false;
+        };
+        let (source, destination) = (
+            source.trim_end_matches('/'),
+            destination.trim_end_matches('/'),
+        );
+        // `COPY … /out/x/jwt-revoker /var/lib/jwt-revoker` or `COPY … /out/x/ /var/lib/`,
+        // with the source directory made in the build stage.
+        let built = if destination == data_dir {
+            source.to_owned()
+        } else if destination == parent {
+            format!("{source}/{name}")
+        } else {
+            return false;
+        };
+        words[0] == "COPY"
+            && words.contains(&"--chown=65532:65532")
+            && words.iter().any(|w| w.starts_with("--from="))
+            && dockerfile.lines().any(|l| {
+                (l.contains("install -d") || l.contains("mkdir")) && l.trim_end().ends_with(&built)
+            })
+    });
+    assert!(
+        made,
+        "{data_dir} is not made in the image owned by 65532:\n{final_stage}"
     );
     // Everything the build copies from the context gets past .dockerignore.
     let ignore =
