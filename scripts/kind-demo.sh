@@ -2,8 +2,9 @@
 # Tries jwt-revoker on Kubernetes, on a machine with Docker, kind, kubectl, istioctl and
 # openssl: creates the kind cluster of kind-cluster.yaml, builds the image and loads it
 # into the cluster, installs Istio with jwt-revoker as an extension provider, deploys
-# jwt-revoker + Redis + a sample app (httpbin) behind a CUSTOM AuthorizationPolicy, then
-# runs allow → revoke → deny through the mesh. Safe to run again. Remove everything with
+# jwt-revoker + Redis (password, persistent volume, NetworkPolicies) + a sample app
+# (httpbin) behind a CUSTOM AuthorizationPolicy, then runs allow → revoke → deny through
+# the mesh. Safe to run again. Remove everything with
 #   kind delete cluster --name jwt-revoker
 # Usage: scripts/kind-demo.sh
 set -euo pipefail
@@ -76,10 +77,19 @@ main() {
   admin_token="$(openssl rand -hex 32)"
   kubectl -n jwt-revoker create secret generic jwt-revoker-admin-token \
     --from-literal=token="$admin_token" --dry-run=client -o yaml | kubectl apply -f -
+  # Redis's password: made once and kept, since Redis reads it only when it starts (hex,
+  # so that it goes into the store URL unescaped).
+  if ! kubectl -n jwt-revoker get secret jwt-revoker-redis >/dev/null 2>&1; then
+    kubectl -n jwt-revoker create secret generic jwt-revoker-redis \
+      --from-literal=password="$(openssl rand -hex 32)"
+  fi
+  kubectl apply -f deploy/network-policies.yaml
+  # An older version of the demo ran Redis as a Deployment (data on an emptyDir).
+  kubectl -n jwt-revoker delete deployment redis --ignore-not-found
   kubectl apply -f deploy/configmap.yaml -f deploy/redis.yaml -f deploy/jwt-revoker.yaml
   # A new admin token (or image) needs new pods.
   kubectl -n jwt-revoker rollout restart deploy/jwt-revoker
-  kubectl -n jwt-revoker rollout status deploy/redis --timeout=180s
+  kubectl -n jwt-revoker rollout status statefulset/redis --timeout=180s
   kubectl -n jwt-revoker rollout status deploy/jwt-revoker --timeout=180s
 
   say "sample app behind a CUSTOM AuthorizationPolicy"

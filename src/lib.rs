@@ -7,6 +7,7 @@
 //! - [`authz`]: the ext_authz `Check` service.
 //! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
+//! - [`tls`]: TLS termination for the gRPC ports (rustls config, handshakes with a deadline).
 //! - [`server`]: wires the services, ports, health, TLS, metrics and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
 //! - [`clock`], [`report`]: Unix time, and errors formatted with their sources.
@@ -21,4 +22,5 @@ pub mod report;
 pub mod revocation;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod token;

@@ -1,7 +1,8 @@
 //! Wires everything together for `serve`: the store, the key sets, the replica and its
 //! follower, the Check service on the authorization port, the admin API on the admin port,
 //! gRPC health and reflection on both (health reflecting the replica's sync state), TLS
-//! where configured, the metrics registry and its `/metrics` port, and graceful shutdown.
+//! where configured, the metrics registry and the metrics port (`/metrics`, `/readyz`,
+//! `/livez`), and graceful shutdown.
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
@@ -12,19 +13,22 @@ use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::redis::{RedisOptions, RedisStore};
+use crate::tls;
 use crate::token::{KeyError, VerifiedCache, Verifier};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_rustls::rustls;
 use tonic::server::NamedService;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 /// Why the server could not start or stopped with an error.
@@ -117,26 +121,16 @@ pub async fn open_store(
     })
 }
 
-/// The tonic TLS settings of one port.
-fn tls_config(tls: &PortTls) -> ServerTlsConfig {
-    let identity = Identity::from_pem(&tls.identity.cert.pem, &tls.identity.key.pem);
-    let config = ServerTlsConfig::new().identity(identity);
-    match &tls.client_ca {
-        Some(ca) => config.client_ca_root(Certificate::from_pem(&ca.pem)),
-        None => config,
-    }
-}
-
-/// Applies a port's TLS settings (if any) to its server builder.
-fn with_tls<L>(
-    server: Server<L>,
+/// The rustls settings of a port with TLS, offering `alpn`; `None` without TLS.
+fn port_tls(
     port: &'static str,
     tls: Option<&PortTls>,
-) -> Result<Server<L>, ServerError> {
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
     let Some(tls) = tls else {
-        return Ok(server);
+        return Ok(None);
     };
-    server.tls_config(tls_config(tls)).map_err(|error| {
+    tls::server_config(tls, alpn).map(Some).map_err(|error| {
         let mut files = format!(
             "cert_file {}, key_file {}",
             tls.identity.cert.path.display(),
@@ -153,6 +147,27 @@ fn with_tls<L>(
     })
 }
 
+/// A gRPC server running until its shutdown signal.
+type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// Serves `router` on `listener` until `$signal`: over TLS, terminated by [`tls::incoming`]
+/// (ALPN and handshake deadline ours, not tonic's), when `$tls` is set; else plaintext.
+macro_rules! serve {
+    ($router:expr, $listener:expr, $port:literal, $tls:expr, $signal:expr) => {{
+        let serving: Serving = match $tls {
+            Some(config) => Box::pin($router.serve_with_incoming_shutdown(
+                tls::incoming($listener, config, $port, tls::HANDSHAKE_TIMEOUT),
+                $signal,
+            )),
+            None => Box::pin($router.serve_with_incoming_shutdown(
+                TcpIncoming::from($listener).with_nodelay(Some(true)),
+                $signal,
+            )),
+        };
+        serving
+    }};
+}
+
 const AUTHZ_SERVICE: &str = <AuthorizationServer<AuthzService> as NamedService>::NAME;
 const ADMIN_SERVICE: &str =
     <admin_pb::revocation_admin_server::RevocationAdminServer<AdminService> as NamedService>::NAME;
@@ -163,6 +178,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    // Unusable TLS files stop start-up before anything else is opened.
+    let authz_tls = port_tls("authz", config.tls.authz.as_ref(), tls::ALPN_H2)?;
+    let admin_tls = port_tls("admin", config.tls.admin.as_ref(), tls::ALPN_H2_HTTP1)?;
     let verifier = Arc::new(
         Verifier::new(
             &config.issuers,
@@ -285,35 +303,40 @@ pub async fn run(
     let signal = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let authz_server = Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    let authz_server = with_tls(authz_server, "authz", config.tls.authz.as_ref())?
+    let authz_router = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health.clone())
         .add_service(authz_reflection)
-        .add_service(authz.svc())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.authz),
-            signal(stop_rx.clone()),
-        );
+        .add_service(authz.svc());
+    let authz_server = serve!(
+        authz_router,
+        listeners.authz,
+        "authz",
+        authz_tls,
+        signal(stop_rx.clone())
+    );
     // The admin port also speaks HTTP/1.1, for the RFC 7009 and back-channel logout endpoints.
     let admin_routes = tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(admin)
         .into_axum_router()
         .merge(admin_http);
-    let admin_server = with_tls(Server::builder(), "admin", config.tls.admin.as_ref())?
+    let admin_router = Server::builder()
         .accept_http1(true)
         .layer(admin_rpcs)
-        .add_routes(admin_routes.into())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.admin),
-            signal(stop_rx.clone()),
-        );
+        .add_routes(admin_routes.into());
+    let admin_server = serve!(
+        admin_router,
+        listeners.admin,
+        "admin",
+        admin_tls,
+        signal(stop_rx.clone())
+    );
 
     let metrics_server = crate::metrics::http::serve(
         listeners.metrics,
         Arc::new(registry),
+        Arc::clone(&replica),
         signal(stop_rx.clone()),
     );
 

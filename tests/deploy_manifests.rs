@@ -1,9 +1,12 @@
 //! The deployment artefacts are checked offline: every Kubernetes manifest under `deploy/`
 //! and `kind-cluster.yaml` against the Kubernetes schemas (`kubernetes-validate`) and the
-//! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`); the kind demo
-//! script with `bash -n` and `shellcheck`, applying only validated manifests and minting
-//! tokens the deployed config accepts; `envoy/gateway.yaml` with `envoy --mode validate`;
-//! the `Dockerfile` with `hadolint`.
+//! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`), and together
+//! against the deployment rules (Redis password from a Secret, persistent and behind a
+//! NetworkPolicy; the admin port closed to other namespaces; readiness on `/readyz`),
+//! which refuse a weakened copy; the kind demo script with `bash -n` and `shellcheck`,
+//! applying only validated manifests and minting tokens the deployed config accepts;
+//! `envoy/gateway.yaml` with `envoy --mode validate`; the `Dockerfile` with `hadolint`,
+//! non-root, and making the embedded store's data directory owned by that user.
 //!
 //! The Python tools live in `<repo>/.venv` (`scripts/test.sh` installs them).
 
@@ -76,22 +79,35 @@ fn validate(files: &[&str]) -> Output {
         .args(files))
 }
 
+/// [`validate`] with the deployment rules (`--hardening`) over all `files` together.
+fn validate_hardened(files: &[&str]) -> Output {
+    run(Command::new(venv_tool("python"))
+        .args(["tests/validate_manifests.py", "--hardening"])
+        .args(files))
+}
+
 #[test]
 fn every_manifest_validates_against_its_schema() {
     let files = manifests();
     assert!(files.len() >= 9, "{files:?}");
     let refs: Vec<&str> = files.iter().map(String::as_str).collect();
-    let output = validate(&refs);
+    let output = validate_hardened(&refs);
     let report = text(&output);
     assert!(output.status.success(), "{report}");
+    assert!(report.contains("ok   hardening\n"), "{report}");
     for kind in [
         "Namespace/jwt-revoker",
         "ConfigMap/jwt-revoker-config",
         "Secret/jwt-revoker-admin-token",
+        "Secret/jwt-revoker-redis",
         "Deployment/jwt-revoker",
         "Service/jwt-revoker",
         "PodDisruptionBudget/jwt-revoker",
-        "Deployment/redis",
+        "StatefulSet/redis",
+        "PodDisruptionBudget/redis",
+        "NetworkPolicy/default-deny-ingress",
+        "NetworkPolicy/redis",
+        "NetworkPolicy/jwt-revoker",
         "AuthorizationPolicy/httpbin-jwt-revoker",
         "IstioOperator/jwt-revoker-demo",
         "ConfigMap/istio",
@@ -145,6 +161,115 @@ fn the_validator_refuses_broken_manifests() {
     }
 }
 
+#[test]
+fn the_hardening_rules_refuse_a_weakened_deployment() {
+    // (file, replace, with, the message expected); "" as `replace` drops the whole file.
+    let cases = [
+        (
+            "deploy/redis.yaml",
+            "        - --requirepass\n        - $(REDIS_PASSWORD)\n",
+            "",
+            "--requirepass must be",
+        ),
+        (
+            "deploy/redis.yaml",
+            "      containers:\n",
+            "      volumes:\n      - name: scratch\n        emptyDir: {}\n      containers:\n",
+            "an emptyDir volume",
+        ),
+        (
+            "deploy/redis.yaml",
+            "        - --dir\n        - /data\n",
+            "        - --dir\n        - /tmp\n",
+            "is not a volumeClaimTemplate's mount",
+        ),
+        (
+            "deploy/redis.yaml",
+            "        - noeviction\n",
+            "        - allkeys-lru\n",
+            "want --maxmemory-policy noeviction",
+        ),
+        (
+            "deploy/redis.yaml",
+            "        - --appendfsync\n        - everysec\n",
+            "",
+            "want --appendfsync everysec",
+        ),
+        (
+            "deploy/redis.yaml",
+            "  minAvailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: redis\n",
+            "  minAvailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: other\n",
+            "no PodDisruptionBudget selects its pods",
+        ),
+        (
+            "deploy/network-policies.yaml",
+            "",
+            "",
+            "no ingress NetworkPolicy selects the Redis pods",
+        ),
+        (
+            "deploy/network-policies.yaml",
+            "    - podSelector:\n        matchLabels:\n          app.kubernetes.io/name: jwt-revoker\n",
+            "    - namespaceSelector: {}\n",
+            "Redis 6379 is open to more than jwt-revoker's pods",
+        ),
+        (
+            "deploy/network-policies.yaml",
+            "    - podSelector: {}\n    ports:\n    - protocol: TCP\n      port: 9192\n",
+            "    - namespaceSelector: {}\n    ports:\n    - protocol: TCP\n      port: 9192\n",
+            "admin port 9192 is open beyond the namespace",
+        ),
+        (
+            "deploy/network-policies.yaml",
+            "      port: 9191\n",
+            "      port: 9999\n",
+            "no NetworkPolicy lets the mesh reach the authorization port",
+        ),
+        (
+            "deploy/jwt-revoker.yaml",
+            "redis://:$(REDIS_PASSWORD)@",
+            "redis://",
+            "JWT_REVOKER_STORE_URL's password must be",
+        ),
+        (
+            "deploy/jwt-revoker.yaml",
+            "            path: /readyz\n",
+            "            path: /metrics\n",
+            "readiness must be GET /readyz",
+        ),
+        (
+            "deploy/configmap.yaml",
+            "    [replica]\n",
+            "    [store]\n    url = \"redis://:hunter2@redis:6379/0\"\n    [replica]\n",
+            "a password in store.url",
+        ),
+    ];
+    let files = manifests();
+    for (target, replace, with, expected) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut paths = Vec::new();
+        for file in files.iter().filter(|f| f.starts_with("deploy/")) {
+            let mut text =
+                std::fs::read_to_string(repo_root().join(file)).expect("read a manifest");
+            if file == target {
+                if replace.is_empty() {
+                    continue;
+                }
+                assert!(text.contains(replace), "{target} has no {replace:?}");
+                text = text.replace(replace, with);
+            }
+            let path = dir.path().join(file.replace('/', "_"));
+            std::fs::write(&path, text).expect("write a manifest");
+            paths.push(path.display().to_string());
+        }
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let output = validate_hardened(&refs);
+        let report = text(&output);
+        assert!(!output.status.success(), "{expected}: passed\n{report}");
+        assert!(report.contains(expected), "{expected}:\n{report}");
+    }
+}
+
 /// The script's `-f FILE` and `--config FILE` arguments.
 fn files_the_kind_script_uses() -> Vec<String> {
     let script = std::fs::read_to_string(repo_root().join("scripts/kind-demo.sh"))
@@ -165,6 +290,8 @@ fn the_kind_script_applies_only_validated_manifests() {
         "kind-cluster.yaml",
         "deploy/istio/istio-operator.yaml",
         "deploy/jwt-revoker.yaml",
+        "deploy/redis.yaml",
+        "deploy/network-policies.yaml",
         "deploy/istio/authorization-policy.yaml",
     ] {
         assert!(used.iter().any(|u| u == expected), "{expected}: {used:?}");
@@ -262,6 +389,45 @@ fn the_dockerfile_passes_hadolint_and_runs_as_non_root() {
     assert!(
         final_stage.contains("\nUSER 65532:65532\n"),
         "{final_stage}"
+    );
+    // The embedded store's data_dir of the image's config exists in the image, owned by
+    // the user it runs as: copied, as an entry of a directory from the build stage, with
+    // --chown (a distroless image has no shell to make it).
+    let docker_config = std::fs::read_to_string(repo_root().join("deploy/docker-config.toml"))
+        .expect("read deploy/docker-config.toml");
+    let docker_config: toml::Table = toml::from_str(&docker_config).expect("TOML");
+    let data_dir = docker_config["store"]["data_dir"]
+        .as_str()
+        .expect("store.data_dir");
+    let (parent, name) = data_dir.rsplit_once('/').expect("an absolute data_dir");
+    let made = final_stage.lines().any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [.., source, destination] = words.as_slice() else {
+            return false;
+        };
+        let (source, destination) = (
+            source.trim_end_matches('/'),
+            destination.trim_end_matches('/'),
+        );
+        // `COPY … /out/x/jwt-revoker /var/lib/jwt-revoker` or `COPY … /out/x/ /var/lib/`,
+        // with the source directory made in the build stage.
+        let built = if destination == data_dir {
+            source.to_owned()
+        } else if destination == parent {
+            format!("{source}/{name}")
+        } else {
+            return false;
+        };
+        words[0] == "COPY"
+            && words.contains(&"--chown=65532:65532")
+            && words.iter().any(|w| w.starts_with("--from="))
+            && dockerfile.lines().any(|l| {
+                (l.contains("install -d") || l.contains("mkdir")) && l.trim_end().ends_with(&built)
+            })
+    });
+    assert!(
+        made,
+        "{data_dir} is not made in the image owned by 65532:\n{final_stage}"
     );
     // Everything the build copies from the context gets past .dockerignore.
     let ignore =

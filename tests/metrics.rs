@@ -1,13 +1,15 @@
 //! The Prometheus `/metrics` endpoint of a real `jwt-revoker serve`, scraped while real
 //! Envoy traffic is allowed and denied: decision counters by reason, the Check latency
 //! histogram, revocations by kind, replica state and admin RPCs by method and code move as
-//! they should, and no label carries a subject or a token.
+//! they should, and no label carries a subject or a token. The same port's `/readyz`
+//! follows the replica (503 while Redis is down, 200 once it is up) and `/livez` answers.
 
 mod support;
 
 use std::time::Duration;
 use support::envoy::EnvoyProcess;
 use support::http::{self, Request};
+use support::redis::RedisProcess;
 use support::server::ServerProcess;
 use support::tokens;
 use support::upstream::TestUpstream;
@@ -162,4 +164,35 @@ fn store_errors_are_counted_by_operation_and_kind() {
             errors.filter(|n| *n >= 1.0)
         },
     );
+}
+
+#[test]
+fn readyz_follows_the_replica_and_livez_always_answers() {
+    let port = RedisProcess::free_port();
+    let server = ServerProcess::builder()
+        .redis(&format!("redis://127.0.0.1:{port}/0"))
+        .serving_not_required()
+        .start();
+    // Redis down at start-up: alive, but not ready (no revocation set to decide with).
+    let ready = http::get(server.metrics_port(), "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let live = http::get(server.metrics_port(), "/livez");
+    assert_eq!(live.status, 200, "{}", live.text());
+
+    let _redis = RedisProcess::start_on(port);
+    wait_until(
+        "/readyz 200 once Redis is up",
+        Duration::from_secs(20),
+        |last| {
+            let ready = http::get(server.metrics_port(), "/readyz");
+            *last = format!("{} {}", ready.status, ready.text());
+            (ready.status == 200).then_some(())
+        },
+    );
+    // gRPC health follows the same replica state (it is updated as the state changes).
+    wait_until("gRPC health SERVING too", Duration::from_secs(20), |_| {
+        server.authz_serving().then_some(())
+    });
+    let live = http::get(server.metrics_port(), "/livez");
+    assert_eq!(live.status, 200, "{}", live.text());
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates Kubernetes and Istio manifests offline; run by tests/deploy_manifests.rs.
 
-Usage: validate_manifests.py FILE...
+Usage: validate_manifests.py [--hardening] FILE...
 
 Every YAML document in every FILE must validate, or the script exits 1:
   - Kubernetes kinds against the Kubernetes OpenAPI schemas shipped by the
@@ -11,11 +11,22 @@ Every YAML document in every FILE must validate, or the script exits 1:
   - Istio mesh config (IstioOperator spec.meshConfig, and the `mesh` key of the `istio`
     ConfigMap in istio-system) against deploy/schemas/meshconfig.istio.io-v1alpha1.json.
 A document of any other kind, one without a schema, fails.
+
+With --hardening, the documents of all FILEs together (deploy/) must also follow the
+deployment rules of hardening_errors: Redis password-protected (requirepass from a
+Secret, also in jwt-revoker's store URL, never in the ConfigMap), persistent (a StatefulSet
+with a PersistentVolumeClaim, no emptyDir; appendonly yes, appendfsync everysec,
+maxmemory-policy noeviction) and covered by a PodDisruptionBudget; NetworkPolicies letting
+only jwt-revoker's pods reach Redis 6379 and only this namespace reach the admin port
+9192 while the authorization port 9191 stays reachable; jwt-revoker's readiness probe an
+HTTP GET of /readyz on the metrics port, and a liveness probe.
 """
 
 import json
 import pathlib
 import sys
+import tomllib
+import urllib.parse
 
 import jsonschema
 import kubernetes_validate
@@ -66,10 +77,224 @@ def validate(document):
     return []
 
 
-def main(paths):
+REDIS = {"app.kubernetes.io/name": "redis"}
+JWT_REVOKER = {"app.kubernetes.io/name": "jwt-revoker"}
+REDIS_PORT, AUTHZ_PORT, ADMIN_PORT, METRICS_PORT = 6379, 9191, 9192, 9090
+
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels, matchExpressions) selects `labels`."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod_template(workload):
+    return workload.get("spec", {}).get("template", {})
+
+
+def containers(workload):
+    return pod_template(workload).get("spec", {}).get("containers", [])
+
+
+def named_ports(workload):
+    return {
+        port["name"]: port["containerPort"]
+        for container in containers(workload)
+        for port in container.get("ports", [])
+        if "name" in port
+    }
+
+
+def option(args, name):
+    """The value after `name` in a container's args (None when absent)."""
+    for flag, value in zip(args, args[1:]):
+        if flag == name:
+            return value
+    return None
+
+
+def secret_env(container, reference):
+    """Whether `reference` is `$(VAR)` for an env var of `container` read from a Secret."""
+    if not (reference or "").startswith("$(") or not reference.endswith(")"):
+        return False
+    name = reference[2:-1]
+    return any(
+        env.get("name") == name and "secretKeyRef" in env.get("valueFrom", {})
+        for env in container.get("env", [])
+    )
+
+
+def rule_ports(rule, ports_by_name):
+    """The ports an ingress rule admits (None: every port)."""
+    if not rule.get("ports"):
+        return None
+    admitted = set()
+    for port in rule["ports"]:
+        if "port" not in port:
+            return None
+        first = ports_by_name.get(port["port"], port["port"])
+        admitted.update(range(first, port.get("endPort", first) + 1) if isinstance(first, int) else {first})
+    return admitted
+
+
+def admitting_rules(policies, labels, port, ports_by_name):
+    """The ingress rules of the policies selecting `labels` (pods of namespace jwt-revoker)
+    that admit `port`."""
+    return [
+        rule
+        for policy in policies
+        if policy["metadata"].get("namespace") == "jwt-revoker"
+        and selects(policy["spec"].get("podSelector"), labels)
+        for rule in policy["spec"].get("ingress") or []
+        if (admitted := rule_ports(rule, ports_by_name)) is None or port in admitted
+    ]
+
+
+def only_pods_of_this_namespace(rule, selector=None):
+    """Whether every peer of `rule` is a pod of the policy's namespace (matching `selector`)."""
+    peers = rule.get("from")
+    if not peers:
+        return False  # no `from`: every source
+    return all(
+        set(peer) == {"podSelector"}
+        and (selector is None or selector.items() <= (peer["podSelector"].get("matchLabels") or {}).items())
+        for peer in peers
+    )
+
+
+def redis_errors(documents):
+    errors = []
+    workloads = [
+        d for d in documents
+        if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
+        and selects({"matchLabels": REDIS}, pod_template(d).get("metadata", {}).get("labels", {}))
+    ]
+    if [d["kind"] for d in workloads] != ["StatefulSet"]:
+        return [f"Redis: want exactly one StatefulSet, found {[d['kind'] for d in workloads]}"]
+    redis = workloads[0]
+    name = f"StatefulSet/{redis['metadata']['name']}"
+    claims = {t["metadata"]["name"] for t in redis["spec"].get("volumeClaimTemplates", [])}
+    volumes = pod_template(redis)["spec"].get("volumes", [])
+    if any("emptyDir" in v for v in volumes):
+        errors.append(f"{name}: an emptyDir volume (Redis data must be on a PersistentVolumeClaim)")
+    container = next((c for c in containers(redis) if c["name"] == "redis"), None)
+    if container is None:
+        return errors + [f"{name}: no container named redis"]
+    args = container.get("args", [])
+    data_dir = option(args, "--dir")
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    if mounts.get(data_dir) not in claims:
+        errors.append(f"{name}: --dir {data_dir} is not a volumeClaimTemplate's mount")
+    if not secret_env(container, option(args, "--requirepass")):
+        errors.append(f"{name}: --requirepass must be $(VAR) of an env var from a Secret")
+    for flag, want in [
+        ("--appendonly", "yes"),
+        ("--appendfsync", "everysec"),
+        ("--maxmemory-policy", "noeviction"),
+    ]:
+        if option(args, flag) != want:
+            errors.append(f"{name}: want {flag} {want}, have {option(args, flag)}")
+    labels = pod_template(redis)["metadata"]["labels"]
+    if not any(
+        d.get("kind") == "PodDisruptionBudget" and selects(d["spec"].get("selector"), labels)
+        for d in documents
+    ):
+        errors.append(f"{name}: no PodDisruptionBudget selects its pods")
+    return errors
+
+
+def network_errors(documents):
+    errors = []
+    policies = [
+        d for d in documents
+        if d.get("kind") == "NetworkPolicy"
+        and d["metadata"].get("namespace") == "jwt-revoker"
+        and "Ingress" in d["spec"].get("policyTypes", ["Ingress"])
+    ]
+    for pod, labels in [("Redis", REDIS), ("jwt-revoker", JWT_REVOKER)]:
+        if not any(selects(p["spec"].get("podSelector"), labels) for p in policies):
+            errors.append(f"no ingress NetworkPolicy selects the {pod} pods")
+    workloads = {
+        d["metadata"]["name"]: d for d in documents if d.get("kind") in ("Deployment", "StatefulSet")
+    }
+    redis_ports = named_ports(workloads.get("redis", {}))
+    for rule in admitting_rules(policies, REDIS, REDIS_PORT, redis_ports):
+        if not only_pods_of_this_namespace(rule, JWT_REVOKER):
+            errors.append(f"Redis {REDIS_PORT} is open to more than jwt-revoker's pods: {rule}")
+    if not admitting_rules(policies, REDIS, REDIS_PORT, redis_ports):
+        errors.append(f"no NetworkPolicy lets jwt-revoker reach Redis {REDIS_PORT}")
+    ports = named_ports(workloads.get("jwt-revoker", {}))
+    for rule in admitting_rules(policies, JWT_REVOKER, ADMIN_PORT, ports):
+        if not only_pods_of_this_namespace(rule):
+            errors.append(f"admin port {ADMIN_PORT} is open beyond the namespace: {rule}")
+    if not admitting_rules(policies, JWT_REVOKER, AUTHZ_PORT, ports):
+        errors.append(f"no NetworkPolicy lets the mesh reach the authorization port {AUTHZ_PORT}")
+    return errors
+
+
+def jwt_revoker_errors(documents):
+    errors = []
+    deployment = next(
+        (d for d in documents if d.get("kind") == "Deployment" and d["metadata"]["name"] == "jwt-revoker"),
+        None,
+    )
+    if deployment is None:
+        return ["no Deployment/jwt-revoker"]
+    container = next(c for c in containers(deployment) if c["name"] == "jwt-revoker")
+    ports = named_ports(deployment)
+    env = [e for e in container.get("env", [])]
+    store = next((e for e in env if e["name"] == "JWT_REVOKER_STORE_URL"), None)
+    if store is None:
+        errors.append("Deployment/jwt-revoker: no JWT_REVOKER_STORE_URL")
+    else:
+        password = urllib.parse.urlsplit(store.get("value", "")).password
+        earlier = env[: env.index(store)]
+        if not secret_env({"env": earlier}, password):
+            errors.append(
+                "Deployment/jwt-revoker: JWT_REVOKER_STORE_URL's password must be $(VAR) of an "
+                "earlier env var from a Secret"
+            )
+    probe = container.get("readinessProbe", {}).get("httpGet", {})
+    if probe.get("path") != "/readyz" or ports.get(probe.get("port"), probe.get("port")) != METRICS_PORT:
+        errors.append(f"Deployment/jwt-revoker: readiness must be GET /readyz on {METRICS_PORT}")
+    if "livenessProbe" not in container:
+        errors.append("Deployment/jwt-revoker: no liveness probe")
+    for config_map in (d for d in documents if d.get("kind") == "ConfigMap"):
+        for key, text in (config_map.get("data") or {}).items():
+            if not key.endswith(".toml"):
+                continue
+            url = tomllib.loads(text).get("store", {}).get("url")
+            if url and urllib.parse.urlsplit(url).password:
+                errors.append(f"ConfigMap/{config_map['metadata']['name']}: a password in store.url")
+    return errors
+
+
+def hardening_errors(documents):
+    """The problems of the deployment as a whole (empty when it follows every rule)."""
+    return redis_errors(documents) + network_errors(documents) + jwt_revoker_errors(documents)
+
+
+def main(args):
+    hardening = "--hardening" in args
+    paths = [a for a in args if a != "--hardening"]
     failed = False
+    everything = []
     for path in paths:
         documents = [d for d in yaml.safe_load_all(pathlib.Path(path).read_text()) if d]
+        everything += documents
         if not documents:
             print(f"FAIL {path}: no YAML documents")
             failed = True
@@ -83,6 +308,14 @@ def main(paths):
                 failed = True
             else:
                 print(f"ok   {what}")
+    if hardening:
+        errors = hardening_errors(everything)
+        for error in errors:
+            print(f"FAIL hardening: {error}")
+        if errors:
+            failed = True
+        else:
+            print("ok   hardening")
     return 1 if failed else 0
 
 
