@@ -227,7 +227,11 @@ fn logout_routes_revoke_then_still_reach_the_upstream() {
         200,
         "a logout with its token already revoked still reaches the application"
     );
-    assert_eq!(stack.server.cli_ok(&["list"]), listed, "nothing recorded again");
+    assert_eq!(
+        stack.server.cli_ok(&["list"]),
+        listed,
+        "nothing recorded again"
+    );
     assert_eq!(stack.get(&alice).status, 401);
     let got = stack
         .server
