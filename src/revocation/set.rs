@@ -130,22 +130,38 @@ impl RevocationSet {
         }
     }
 
-    /// Drops every revocation expired at `now`; returns how many.
-    pub fn purge_expired(&mut self, now: u64) -> usize {
-        let before = self.len;
-        for issuer in self.issuers.values_mut() {
-            for map in &mut issuer.by_kind {
-                map.retain(|_, entry| entry.expires_at > now);
+    /// The keys of every revocation expired at `now`, found without changing the set, so
+    /// that the scan can run under a shared lock while Check keeps reading.
+    pub fn expired_keys(&self, now: u64) -> Vec<RevocationKey> {
+        let mut keys = Vec::new();
+        for (issuer, revocations) in &self.issuers {
+            for (kind, map) in RevocationKind::ALL.into_iter().zip(&revocations.by_kind) {
+                keys.extend(map.iter().filter(|(_, entry)| entry.expires_at <= now).map(
+                    |(id, _)| RevocationKey {
+                        issuer: issuer.to_string(),
+                        kind,
+                        id: id.to_string(),
+                    },
+                ));
             }
         }
-        self.issuers
-            .retain(|_, issuer| !issuer.by_kind.iter().all(HashMap::is_empty));
-        self.len = self
-            .issuers
-            .values()
-            .flat_map(|i| i.by_kind.iter())
-            .map(HashMap::len)
-            .sum();
+        keys
+    }
+
+    /// Removes those of `keys` whose revocation is still expired at `now` (one put again
+    /// since [`expired_keys`](Self::expired_keys) ran is kept); returns how many.
+    pub fn remove_expired(&mut self, keys: &[RevocationKey], now: u64) -> usize {
+        let before = self.len;
+        for key in keys {
+            let expired = self
+                .issuers
+                .get(key.issuer.as_str())
+                .and_then(|issuer| issuer.by_kind[slot(key.kind)].get(key.id.as_str()))
+                .is_some_and(|entry| entry.expires_at <= now);
+            if expired {
+                self.remove(key);
+            }
+        }
         before - self.len
     }
 
@@ -258,8 +274,27 @@ mod tests {
         let mut set =
             RevocationSet::from_revocations([revocation(RevocationKind::Token, "jti-1", NOW)], NOW);
         assert_eq!(set.covering(&alice(None), NOW + 3600), None);
-        assert_eq!(set.purge_expired(NOW + 3600), 1);
+        assert!(set.expired_keys(NOW + 3599).is_empty());
+        let expired = set.expired_keys(NOW + 3600);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(set.remove_expired(&expired, NOW + 3600), 1);
         assert!(set.is_empty());
+        assert_eq!(set.len_by_kind(), [0; 4]);
+    }
+
+    #[test]
+    fn a_revocation_put_again_after_the_expiry_scan_is_kept() {
+        let mut set =
+            RevocationSet::from_revocations([revocation(RevocationKind::Token, "jti-1", NOW)], NOW);
+        let expired = set.expired_keys(NOW + 3600);
+        let key = RevocationKey::new("https://idp", RevocationKind::Token, "jti-1").expect("key");
+        let renewed = Revocation::new(key, NOW + 3600, NOW + 7200, "again").expect("revocation");
+        set.insert(&renewed);
+        assert_eq!(set.remove_expired(&expired, NOW + 3600), 0);
+        assert_eq!(
+            set.covering(&alice(None), NOW + 3600),
+            Some(RevocationKind::Token)
+        );
     }
 
     #[test]
