@@ -6,6 +6,10 @@ use super::model::{Revocation, RevocationKey, RevocationKind};
 use super::store::Change;
 use std::collections::HashMap;
 
+/// The maps' hasher: foldhash, several times faster than SipHash on short identifiers,
+/// seeded at random per process.
+type Hasher = foldhash::fast::RandomState;
+
 /// What a token presents for the revocation lookup, borrowed from its verified claims.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenIdentity<'a> {
@@ -32,7 +36,7 @@ struct Entry {
 /// The revocations of one issuer, one map per kind.
 #[derive(Debug, Default)]
 struct IssuerRevocations {
-    by_kind: [HashMap<Box<str>, Entry>; 4],
+    by_kind: [HashMap<Box<str>, Entry, Hasher>; 4],
 }
 
 fn slot(kind: RevocationKind) -> usize {
@@ -47,7 +51,7 @@ fn slot(kind: RevocationKind) -> usize {
 /// Every live revocation, by issuer and kind.
 #[derive(Debug, Default)]
 pub struct RevocationSet {
-    issuers: HashMap<Box<str>, IssuerRevocations>,
+    issuers: HashMap<Box<str>, IssuerRevocations, Hasher>,
     len: usize,
 }
 
