@@ -310,7 +310,8 @@ struct Server {
 }
 
 impl Server {
-    /// Starts a server on Redis at `redis_url`, or on the embedded store in `data_dir`.
+    /// Starts a server whose `[store]` table holds the TOML `store` (which may open further
+    /// tables after it).
     fn start(bins: &Bins, store: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (authz, admin) = (free_port()?, free_port()?);
@@ -344,6 +345,17 @@ impl Server {
 
     fn redis(bins: &Bins, redis: &Redis) -> Result<Self> {
         Self::start(bins, &format!("url = \"{}\"", redis.url()))
+    }
+
+    /// A server on Redis that does not put the claims into the response's dynamic metadata.
+    fn redis_without_metadata(bins: &Bins, redis: &Redis) -> Result<Self> {
+        Self::start(
+            bins,
+            &format!(
+                "url = \"{}\"\n[response]\ndynamic_metadata = false",
+                redis.url()
+            ),
+        )
     }
 
     /// The snapshot load time it logged for `revocations` revocations.
@@ -585,11 +597,17 @@ fn grpc_load(bins: &Bins) -> Result<String> {
     let full_redis = Redis::start()?;
     full_redis.fill(MILLION, support::unix_now())?;
     let full = Server::redis(bins, &full_redis)?;
+    let bare = Server::redis_without_metadata(bins, &empty_redis)?;
 
-    let targets: [(&str, &Process, u16); 3] = [
+    let targets: [(&str, &Process, u16); 4] = [
         ("always-allow server", &allow_all, allow_port),
         ("jwt-revoker, 0 revocations", &empty.process, empty.authz),
         ("jwt-revoker, 1M revocations", &full.process, full.authz),
+        (
+            "jwt-revoker, 0 revocations, no claims in dynamic metadata",
+            &bare.process,
+            bare.authz,
+        ),
     ];
     let calls_before = [empty_redis.command_calls()?, full_redis.command_calls()?];
     let mut rounds: Vec<Vec<Load>> = vec![Vec::new(); targets.len()];
