@@ -187,16 +187,23 @@ impl Replica {
         Ok(len)
     }
 
-    /// Drops expired revocations from memory: found under the shared lock, so Check keeps
-    /// reading meanwhile, then removed under the exclusive one.
-    fn purge_memory(&self) {
+    /// Drops expired revocations from memory, when any may be due: the scan of every entry
+    /// runs off the async workers under the shared lock, so Check keeps reading meanwhile;
+    /// the removal takes the exclusive lock only for the expired ones.
+    async fn purge_memory(self: &Arc<Self>) {
         let now = (self.clock)();
-        let expired = self.read_set().expired_keys(now);
-        if expired.is_empty() {
+        if !self.read_set().may_have_expired(now) {
             return;
         }
-        let purged = self.write_set().remove_expired(&expired, now);
-        tracing::debug!(purged, "replica dropped expired revocations");
+        let replica = Arc::clone(self);
+        let scan = move || replica.read_set().expired(now);
+        match tokio::task::spawn_blocking(scan).await {
+            Ok(expired) => {
+                let purged = self.write_set().remove_expired(&expired, now);
+                tracing::debug!(purged, "replica dropped expired revocations");
+            }
+            Err(error) => tracing::warn!(%error, "replica expiry scan failed"),
+        }
     }
 
     /// How long one feed poll may wait: short enough to hear from the store well within the
@@ -282,7 +289,7 @@ impl Replica {
                 }
                 if last_memory_purge.elapsed() >= MEMORY_PURGE_EVERY {
                     last_memory_purge = Instant::now();
-                    self.purge_memory();
+                    self.purge_memory().await;
                 }
                 if last_store_purge.elapsed() >= STORE_PURGE_EVERY {
                     last_store_purge = Instant::now();
