@@ -47,8 +47,24 @@ const PROPAGATIONS: usize = 1000;
 const PROPAGATION_BUDGET: Duration = Duration::from_secs(150);
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
+/// One section of the benchmark: its Markdown output.
+type Section = fn(&Bins) -> Result<String>;
+
+/// The sections, each run unless arguments name some of them
+/// (`cargo bench --bench stack -- grpc envoy`).
+const SECTIONS: [(&str, Section); 4] = [
+    ("memory", memory_and_load),
+    ("grpc", grpc_load),
+    ("envoy", through_envoy),
+    ("propagation", propagation),
+];
+
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench`; there is nothing to select.
+    // `cargo bench` passes `--bench`; other arguments select sections.
+    let selected: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
     let started = Instant::now();
     let bins = Bins::find()?;
     let mut report = String::new();
@@ -58,10 +74,11 @@ fn main() -> Result<()> {
     };
     out(&machine()?);
     out(&decide_table()?);
-    out(&memory_and_load(&bins)?);
-    out(&grpc_load(&bins)?);
-    out(&through_envoy(&bins)?);
-    out(&propagation(&bins)?);
+    for (name, section) in SECTIONS {
+        if selected.is_empty() || selected.iter().any(|s| s == name) {
+            out(&section(&bins)?);
+        }
+    }
     out(&format!(
         "\nWhole run (after the build): {:.0} s.\n",
         started.elapsed().as_secs_f64()

@@ -17,8 +17,8 @@ use envoy_types::pb::google::rpc;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// Serve an always-allow ext_authz Check.
@@ -67,7 +67,7 @@ async fn main() -> Result<()> {
         .add_service(health)
         .add_service(AuthorizationServer::new(AllowAll))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             jwt_revoker::server::shutdown_signal(),
         )
         .await?;
