@@ -575,6 +575,7 @@ mod tests {
         fixture.revoke("short", 10).await;
         fixture.revoke("long", 3600).await;
         fixture.wait_for_lookup("short", REVOKED).await;
+        fixture.wait_for_lookup("long", REVOKED).await;
         assert_eq!(fixture.replica.status().revocations, 2);
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(fixture.lookup("short"), Lookup::Clear);
