@@ -28,7 +28,7 @@ say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 say "shellcheck"
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh benches/run.sh .ci/run
 
 say "cargo test --doc"
 cargo test --doc

@@ -159,6 +159,9 @@ macro_rules! serve {
                 tls::incoming($listener, config, $port, tls::HANDSHAKE_TIMEOUT),
                 $signal,
             )),
+            // With an incoming stream tonic ignores the builder's `tcp_nodelay`: set it here,
+            // or Nagle's algorithm holds a response's last frame until the peer's delayed ACK
+            // (40 ms) whenever a connection is not busy.
             None => Box::pin($router.serve_with_incoming_shutdown(
                 TcpIncoming::from($listener).with_nodelay(Some(true)),
                 $signal,

@@ -5,13 +5,14 @@
 
 use super::set::{RevocationSet, TokenIdentity};
 use super::store::{ChangeBatch, Store};
-use super::{Change, RevocationKind};
+use super::{Change, Revocation, RevocationKind};
 use crate::clock::unix_now;
 use crate::config::{ReplicaConfig, StalePolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinError;
 use tokio::time::Instant;
 
 /// The answer of the revocation lookup for one token.
@@ -62,25 +63,45 @@ pub struct ReplicaStatus {
 
 const NEVER: u64 = u64::MAX;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often expired revocations are dropped from memory (Check ignores them meanwhile).
+const MEMORY_PURGE_EVERY: Duration = Duration::from_secs(5);
 const STORE_PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// Wall-clock Unix seconds.
+type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// The in-memory revocation set and its sync state.
-#[derive(Debug)]
 pub struct Replica {
     set: RwLock<RevocationSet>,
     config: ReplicaConfig,
     epoch: Instant,
     last_heard_ms: AtomicU64,
+    /// Wall-clock Unix seconds, for expiry (a parameter only so tests can move it).
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("config", &self.config)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Replica {
     /// An empty replica that has not synced yet.
     pub fn new(config: ReplicaConfig) -> Self {
+        Self::with_clock(config, Box::new(unix_now))
+    }
+
+    fn with_clock(config: ReplicaConfig, clock: Clock) -> Self {
         Self {
             set: RwLock::new(RevocationSet::new()),
             config,
             epoch: Instant::now(),
             last_heard_ms: AtomicU64::new(NEVER),
+            clock,
         }
     }
 
@@ -89,11 +110,7 @@ impl Replica {
         if !self.health().serving() {
             return Lookup::Unavailable;
         }
-        let set = self
-            .set
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match set.covering(token, now) {
+        match self.read_set().covering(token, now) {
             Some(kind) => Lookup::Revoked(kind),
             None => Lookup::Clear,
         }
@@ -131,10 +148,7 @@ impl Replica {
 
     /// A summary for status reports.
     pub fn status(&self) -> ReplicaStatus {
-        let set = self
-            .set
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let set = self.read_set();
         ReplicaStatus {
             health: self.health(),
             staleness: self.staleness(),
@@ -148,10 +162,48 @@ impl Replica {
         self.last_heard_ms.store(ms, Ordering::Release);
     }
 
+    fn read_set(&self) -> std::sync::RwLockReadGuard<'_, RevocationSet> {
+        self.set
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn write_set(&self) -> std::sync::RwLockWriteGuard<'_, RevocationSet> {
         self.set
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the set with one built from a snapshot. Building it and dropping the old
+    /// one (a million entries take a while) happen off the async workers and outside the
+    /// lock: Check waits only for the swap itself.
+    async fn load(&self, revocations: Vec<Revocation>) -> Result<usize, JoinError> {
+        let now = (self.clock)();
+        let build = move || RevocationSet::from_revocations(revocations, now);
+        let set = tokio::task::spawn_blocking(build).await?;
+        let len = set.len();
+        let old = std::mem::replace(&mut *self.write_set(), set);
+        drop(tokio::task::spawn_blocking(move || drop(old)));
+        Ok(len)
+    }
+
+    /// Drops expired revocations from memory, when any may be due: the scan of every entry
+    /// runs off the async workers under the shared lock, so Check keeps reading meanwhile;
+    /// the removal takes the exclusive lock only for the expired ones.
+    async fn purge_memory(self: &Arc<Self>) {
+        let now = (self.clock)();
+        if !self.read_set().may_have_expired(now) {
+            return;
+        }
+        let replica = Arc::clone(self);
+        let scan = move || replica.read_set().expired(now);
+        match tokio::task::spawn_blocking(scan).await {
+            Ok(expired) => {
+                let purged = self.write_set().remove_expired(&expired, now);
+                tracing::debug!(purged, "replica dropped expired revocations");
+            }
+            Err(error) => tracing::warn!(%error, "replica expiry scan failed"),
+        }
     }
 
     /// How long one feed poll may wait: short enough to hear from the store well within the
@@ -169,21 +221,31 @@ impl Replica {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(100);
+        let mut last_memory_purge = Instant::now();
         let mut last_store_purge = Instant::now();
         loop {
+            let started = Instant::now();
             let snapshot = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                snapshot = store.snapshot(unix_now()) => snapshot,
+                snapshot = store.snapshot((self.clock)()) => snapshot,
             };
-            let snapshot_taken = Instant::now();
-            let mut position = match snapshot {
-                Ok(snapshot) => {
-                    let set = RevocationSet::from_revocations(snapshot.revocations, unix_now());
-                    tracing::info!(revocations = set.len(), "replica loaded a snapshot");
-                    *self.write_set() = set;
+            let loaded = match snapshot {
+                Ok(snapshot) => match self.load(snapshot.revocations).await {
+                    Ok(revocations) => Ok((revocations, snapshot.position)),
+                    Err(error) => Err(error.to_string()),
+                },
+                Err(error) => Err(error.to_string()),
+            };
+            let mut position = match loaded {
+                Ok((revocations, position)) => {
+                    tracing::info!(
+                        revocations,
+                        elapsed_ms = started.elapsed().as_millis(),
+                        "replica loaded a snapshot"
+                    );
                     self.heard();
                     backoff = Duration::from_millis(100);
-                    snapshot.position
+                    position
                 }
                 Err(error) => {
                     tracing::warn!(%error, "replica cannot load a snapshot; retrying");
@@ -226,17 +288,17 @@ impl Replica {
                         break;
                     }
                 }
-                if snapshot_taken.elapsed() >= self.config.resync_interval {
+                if started.elapsed() >= self.config.resync_interval {
                     tracing::debug!("replica reloads its periodic snapshot");
                     break;
                 }
-                let purged = self.write_set().purge_expired(unix_now());
-                if purged > 0 {
-                    tracing::debug!(purged, "replica dropped expired revocations");
+                if last_memory_purge.elapsed() >= MEMORY_PURGE_EVERY {
+                    last_memory_purge = Instant::now();
+                    self.purge_memory().await;
                 }
                 if last_store_purge.elapsed() >= STORE_PURGE_EVERY {
                     last_store_purge = Instant::now();
-                    if let Err(error) = store.purge_expired(unix_now()).await {
+                    if let Err(error) = store.purge_expired((self.clock)()).await {
                         tracing::debug!(%error, "store purge failed");
                     }
                 }
@@ -281,5 +343,379 @@ async fn sleep_or_stop(duration: Duration, shutdown: &mut watch::Receiver<bool>)
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => true,
         () = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The replica against the real embedded store, in paused tokio time. `Switched` wraps
+    //! the store to inject faults: it can make the store unreachable, or hold feed reads
+    //! back so that the feed moves on without the replica.
+
+    use super::*;
+    use crate::revocation::{
+        ChangeBatch, FeedPosition, Inserted, Page, RevocationKey, Snapshot, StoreError,
+    };
+    use crate::store::{EmbeddedOptions, EmbeddedStore};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    const MAX_STALENESS: Duration = Duration::from_secs(3);
+
+    struct Switched {
+        inner: EmbeddedStore,
+        down: AtomicBool,
+        hold: watch::Sender<bool>,
+        snapshots: AtomicUsize,
+    }
+
+    impl Switched {
+        fn unavailable(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("switched off by the test".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Store for Switched {
+        async fn insert(&self, revocation: &Revocation, now: u64) -> Result<Inserted, StoreError> {
+            self.unavailable()?;
+            self.inner.insert(revocation, now).await
+        }
+        async fn remove(&self, key: &RevocationKey, now: u64) -> Result<bool, StoreError> {
+            self.unavailable()?;
+            self.inner.remove(key, now).await
+        }
+        async fn get(
+            &self,
+            key: &RevocationKey,
+            now: u64,
+        ) -> Result<Option<Revocation>, StoreError> {
+            self.unavailable()?;
+            self.inner.get(key, now).await
+        }
+        async fn list(
+            &self,
+            after: Option<&str>,
+            limit: usize,
+            now: u64,
+        ) -> Result<Page, StoreError> {
+            self.unavailable()?;
+            self.inner.list(after, limit, now).await
+        }
+        async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
+            self.unavailable()?;
+            self.snapshots.fetch_add(1, Ordering::SeqCst);
+            self.inner.snapshot(now).await
+        }
+        async fn changes(
+            &self,
+            position: &FeedPosition,
+            wait: Duration,
+        ) -> Result<ChangeBatch, StoreError> {
+            let _ = self.hold.subscribe().wait_for(|hold| !*hold).await;
+            self.unavailable()?;
+            self.inner.changes(position, wait).await
+        }
+        async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+            self.unavailable()?;
+            self.inner.purge_expired(now).await
+        }
+        async fn remember_once(
+            &self,
+            scope: &str,
+            id: &str,
+            expires_at: u64,
+            now: u64,
+        ) -> Result<bool, StoreError> {
+            self.unavailable()?;
+            self.inner.remember_once(scope, id, expires_at, now).await
+        }
+        async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError> {
+            self.unavailable()?;
+            self.inner.is_remembered(scope, id, now).await
+        }
+        fn kind(&self) -> &'static str {
+            "embedded"
+        }
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+    }
+
+    /// A replica following a fresh embedded store, with a clock that moves with tokio's.
+    struct Fixture {
+        replica: Arc<Replica>,
+        store: Arc<Switched>,
+        /// Unix seconds when the test started.
+        base: u64,
+        stop: watch::Sender<bool>,
+        follower: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn start(policy: StalePolicy, feed_capacity: usize) -> Self {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let inner = EmbeddedStore::open_with(
+                dir.path(),
+                EmbeddedOptions {
+                    feed_capacity,
+                    ..EmbeddedOptions::default()
+                },
+            )
+            .expect("open the embedded store");
+            let store = Arc::new(Switched {
+                inner,
+                down: AtomicBool::new(false),
+                hold: watch::Sender::new(false),
+                snapshots: AtomicUsize::new(0),
+            });
+            let base = unix_now();
+            let start = Instant::now();
+            let config = ReplicaConfig {
+                max_staleness: MAX_STALENESS,
+                stale_policy: policy,
+                resync_interval: Duration::from_secs(600),
+            };
+            let replica = Arc::new(Replica::with_clock(
+                config,
+                Box::new(move || base + start.elapsed().as_secs()),
+            ));
+            let (stop, stop_rx) = watch::channel(false);
+            let follower = tokio::spawn(
+                Arc::clone(&replica).follow(Arc::clone(&store) as Arc<dyn Store>, stop_rx),
+            );
+            Self {
+                replica,
+                store,
+                base,
+                stop,
+                follower,
+                _dir: dir,
+            }
+        }
+
+        fn now(&self) -> u64 {
+            (self.replica.clock)()
+        }
+
+        async fn revoke(&self, id: &str, lifetime: u64) -> Revocation {
+            let revocation = revocation(id, self.now(), self.now() + lifetime);
+            let inserted = self.store.inner.insert(&revocation, self.now()).await;
+            assert_eq!(inserted.expect("insert"), Inserted::New);
+            revocation
+        }
+
+        fn lookup(&self, id: &str) -> Lookup {
+            self.replica.lookup(&identity(id), self.now())
+        }
+
+        /// Polls (in paused time) until the replica gives `expected` for `id`.
+        async fn wait_for_lookup(&self, id: &str, expected: Lookup) {
+            wait_until(&format!("{id} → {expected:?}"), || {
+                self.lookup(id) == expected
+            })
+            .await;
+        }
+
+        async fn wait_for_health(&self, expected: ReplicaHealth) {
+            wait_until(&format!("health {expected:?}"), || {
+                self.replica.health() == expected
+            })
+            .await;
+        }
+
+        async fn stop(self) {
+            self.stop.send_replace(true);
+            self.follower.await.expect("the follower ends cleanly");
+        }
+    }
+
+    fn revocation(id: &str, revoked_at: u64, expires_at: u64) -> Revocation {
+        let key = RevocationKey::new("https://idp", RevocationKind::Token, id).expect("key");
+        Revocation::new(key, revoked_at, expires_at, "test").expect("revocation")
+    }
+
+    fn identity(id: &str) -> TokenIdentity<'_> {
+        TokenIdentity {
+            issuer: "https://idp",
+            token_id: id,
+            session: None,
+            subject: None,
+            client: None,
+            issued_at: None,
+        }
+    }
+
+    const REVOKED: Lookup = Lookup::Revoked(RevocationKind::Token);
+
+    /// Polls `done` every 10 ms of (paused) time, for at most a minute of it.
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loads_a_snapshot_then_follows_the_feed() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        // Before the first snapshot the replica cannot vouch for anything.
+        assert_eq!(fixture.replica.health(), ReplicaHealth::Starting);
+        assert_eq!(fixture.lookup("before"), Lookup::Unavailable);
+        fixture.revoke("before", 3600).await;
+        fixture.wait_for_lookup("before", REVOKED).await;
+        assert_eq!(fixture.lookup("after"), Lookup::Clear);
+
+        let after = fixture.revoke("after", 3600).await;
+        fixture.wait_for_lookup("after", REVOKED).await;
+        let removed = fixture.store.inner.remove(&after.key, fixture.now()).await;
+        assert!(removed.expect("remove"));
+        fixture.wait_for_lookup("after", Lookup::Clear).await;
+        assert_eq!(fixture.lookup("before"), REVOKED);
+        assert_eq!(fixture.store.snapshots.load(Ordering::SeqCst), 1);
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_feed_keeps_the_replica_current() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        for _ in 0..20 {
+            tokio::time::sleep(MAX_STALENESS).await;
+            assert_eq!(fixture.replica.health(), ReplicaHealth::Current);
+            let staleness = fixture.replica.staleness().expect("synced");
+            assert!(staleness <= MAX_STALENESS / 2, "{staleness:?}");
+        }
+        assert_eq!(fixture.store.snapshots.load(Ordering::SeqCst), 1);
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_revocations_stop_covering_and_are_dropped_from_memory() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        fixture.revoke("short", 10).await;
+        fixture.revoke("long", 3600).await;
+        fixture.wait_for_lookup("short", REVOKED).await;
+        fixture.wait_for_lookup("long", REVOKED).await;
+        assert_eq!(fixture.replica.status().revocations, 2);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(fixture.lookup("short"), Lookup::Clear);
+        wait_until("the expired revocation to leave memory", || {
+            fixture.replica.status().revocations == 1
+        })
+        .await;
+        assert_eq!(fixture.lookup("long"), REVOKED);
+        assert!(fixture.now() < fixture.base + 60, "purged late");
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trimmed_feed_forces_a_fresh_snapshot_and_nothing_is_missed() {
+        let fixture = Fixture::start(StalePolicy::Deny, 2);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        // Hold the replica's feed reads while five changes go by a feed that keeps two.
+        fixture.store.hold.send_replace(true);
+        for i in 0..5 {
+            fixture.revoke(&format!("missed-{i}"), 3600).await;
+        }
+        fixture.store.hold.send_replace(false);
+        for i in 0..5 {
+            fixture
+                .wait_for_lookup(&format!("missed-{i}"), REVOKED)
+                .await;
+        }
+        assert_eq!(fixture.store.snapshots.load(Ordering::SeqCst), 2);
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_turns_stale_under_deny_and_recovers_without_a_restart() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        fixture.revoke("old", 3600).await;
+        fixture.wait_for_lookup("old", REVOKED).await;
+
+        fixture.store.down.store(true, Ordering::SeqCst);
+        // Still current within the bound…
+        tokio::time::sleep(MAX_STALENESS / 2).await;
+        assert_eq!(fixture.replica.health(), ReplicaHealth::Current);
+        // …then stale: every lookup is refused.
+        fixture
+            .wait_for_health(ReplicaHealth::Stale { serving: false })
+            .await;
+        assert!(fixture.replica.staleness().expect("synced") > MAX_STALENESS);
+        assert_eq!(fixture.lookup("old"), Lookup::Unavailable);
+        assert_eq!(fixture.lookup("other"), Lookup::Unavailable);
+
+        // A revocation recorded while this replica could not read the store.
+        fixture.revoke("during", 3600).await;
+        fixture.store.down.store(false, Ordering::SeqCst);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        fixture.wait_for_lookup("during", REVOKED).await;
+        assert_eq!(fixture.lookup("old"), REVOKED);
+        assert_eq!(fixture.lookup("other"), Lookup::Clear);
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_under_serve_stale_keeps_answering_from_the_last_set() {
+        let fixture = Fixture::start(StalePolicy::ServeStale, 1024);
+        fixture.revoke("old", 3600).await;
+        fixture.wait_for_lookup("old", REVOKED).await;
+
+        fixture.store.down.store(true, Ordering::SeqCst);
+        fixture
+            .wait_for_health(ReplicaHealth::Stale { serving: true })
+            .await;
+        assert_eq!(fixture.lookup("old"), REVOKED);
+        assert_eq!(fixture.lookup("other"), Lookup::Clear);
+
+        fixture.revoke("during", 3600).await;
+        fixture.store.down.store(false, Ordering::SeqCst);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        fixture.wait_for_lookup("during", REVOKED).await;
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_watch_reports_each_transition_once() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = tokio::spawn(Arc::clone(&fixture.replica).watch_health(
+            move |health| {
+                let _ = seen_tx.send(health);
+            },
+            fixture.stop.subscribe(),
+        ));
+        let mut next = async || seen.recv().await.expect("a health report");
+        assert_eq!(next().await, ReplicaHealth::Starting);
+        assert_eq!(next().await, ReplicaHealth::Current);
+        fixture.store.down.store(true, Ordering::SeqCst);
+        assert_eq!(next().await, ReplicaHealth::Stale { serving: false });
+        fixture.store.down.store(false, Ordering::SeqCst);
+        assert_eq!(next().await, ReplicaHealth::Current);
+        fixture.stop().await;
+        watcher.await.expect("the watcher ends cleanly");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_changes_apply_at_once() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        // Held feed: only `apply_local` can make the revocation visible.
+        fixture.store.hold.send_replace(true);
+        let revocation = fixture.revoke("local", 3600).await;
+        fixture
+            .replica
+            .apply_local(&Change::Put(revocation.clone()));
+        assert_eq!(fixture.lookup("local"), REVOKED);
+        fixture.replica.apply_local(&Change::Delete(revocation.key));
+        assert_eq!(fixture.lookup("local"), Lookup::Clear);
+        fixture.store.hold.send_replace(false);
+        fixture.stop().await;
     }
 }

@@ -6,6 +6,10 @@ use super::model::{Revocation, RevocationKey, RevocationKind};
 use super::store::Change;
 use std::collections::HashMap;
 
+/// The maps' hasher: foldhash, several times faster than SipHash on short identifiers,
+/// seeded at random per process.
+type Hasher = foldhash::fast::RandomState;
+
 /// What a token presents for the revocation lookup, borrowed from its verified claims.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenIdentity<'a> {
@@ -32,7 +36,7 @@ struct Entry {
 /// The revocations of one issuer, one map per kind.
 #[derive(Debug, Default)]
 struct IssuerRevocations {
-    by_kind: [HashMap<Box<str>, Entry>; 4],
+    by_kind: [HashMap<Box<str>, Entry, Hasher>; 4],
 }
 
 fn slot(kind: RevocationKind) -> usize {
@@ -44,11 +48,32 @@ fn slot(kind: RevocationKind) -> usize {
     }
 }
 
+/// What a scan for expired revocations found.
+#[derive(Debug)]
+pub struct Expired {
+    /// The expired revocations.
+    pub keys: Vec<RevocationKey>,
+    /// When the earliest of the others expires (`u64::MAX` if none).
+    pub next_expiry: u64,
+}
+
 /// Every live revocation, by issuer and kind.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RevocationSet {
-    issuers: HashMap<Box<str>, IssuerRevocations>,
+    issuers: HashMap<Box<str>, IssuerRevocations, Hasher>,
     len: usize,
+    /// No revocation expires before this (Unix seconds), so purging earlier finds nothing.
+    next_expiry: u64,
+}
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        Self {
+            issuers: HashMap::default(),
+            len: 0,
+            next_expiry: u64::MAX,
+        }
+    }
 }
 
 impl RevocationSet {
@@ -112,6 +137,7 @@ impl RevocationSet {
         if map.insert(key.id.as_str().into(), entry).is_none() {
             self.len += 1;
         }
+        self.next_expiry = self.next_expiry.min(entry.expires_at);
     }
 
     /// Removes a revocation if present.
@@ -130,22 +156,57 @@ impl RevocationSet {
         }
     }
 
-    /// Drops every revocation expired at `now`; returns how many.
-    pub fn purge_expired(&mut self, now: u64) -> usize {
-        let before = self.len;
-        for issuer in self.issuers.values_mut() {
-            for map in &mut issuer.by_kind {
-                map.retain(|_, entry| entry.expires_at > now);
+    /// Whether a revocation may have expired at `now`: when not, [`expired`](Self::expired)
+    /// would find nothing, and the scan can be skipped.
+    pub fn may_have_expired(&self, now: u64) -> bool {
+        self.next_expiry <= now
+    }
+
+    /// The revocations expired at `now`, found without changing the set, so that the scan
+    /// (of every entry) can run under a shared lock while Check keeps reading.
+    pub fn expired(&self, now: u64) -> Expired {
+        let mut expired = Expired {
+            keys: Vec::new(),
+            next_expiry: u64::MAX,
+        };
+        for (issuer, revocations) in &self.issuers {
+            for (kind, map) in RevocationKind::ALL.into_iter().zip(&revocations.by_kind) {
+                for (id, entry) in map {
+                    if entry.expires_at > now {
+                        expired.next_expiry = expired.next_expiry.min(entry.expires_at);
+                        continue;
+                    }
+                    expired.keys.push(RevocationKey {
+                        issuer: issuer.to_string(),
+                        kind,
+                        id: id.to_string(),
+                    });
+                }
             }
         }
-        self.issuers
-            .retain(|_, issuer| !issuer.by_kind.iter().all(HashMap::is_empty));
-        self.len = self
-            .issuers
-            .values()
-            .flat_map(|i| i.by_kind.iter())
-            .map(HashMap::len)
-            .sum();
+        expired
+    }
+
+    /// Removes the revocations [`expired`](Self::expired) found that are still expired at
+    /// `now` (one put again since is kept); returns how many.
+    ///
+    /// The next purge is due when the earliest revocation the scan saw expires; one inserted
+    /// between the scan and this call, expiring earlier, stays in memory until then (Check
+    /// ignores it once expired).
+    pub fn remove_expired(&mut self, expired: &Expired, now: u64) -> usize {
+        self.next_expiry = expired.next_expiry;
+        let keys = &expired.keys;
+        let before = self.len;
+        for key in keys {
+            let expired = self
+                .issuers
+                .get(key.issuer.as_str())
+                .and_then(|issuer| issuer.by_kind[slot(key.kind)].get(key.id.as_str()))
+                .is_some_and(|entry| entry.expires_at <= now);
+            if expired {
+                self.remove(key);
+            }
+        }
         before - self.len
     }
 
@@ -258,8 +319,30 @@ mod tests {
         let mut set =
             RevocationSet::from_revocations([revocation(RevocationKind::Token, "jti-1", NOW)], NOW);
         assert_eq!(set.covering(&alice(None), NOW + 3600), None);
-        assert_eq!(set.purge_expired(NOW + 3600), 1);
+        assert!(!set.may_have_expired(NOW + 3599));
+        assert!(set.may_have_expired(NOW + 3600));
+        let expired = set.expired(NOW + 3600);
+        assert_eq!(expired.keys.len(), 1);
+        assert_eq!(expired.next_expiry, u64::MAX);
+        assert_eq!(set.remove_expired(&expired, NOW + 3600), 1);
         assert!(set.is_empty());
+        assert!(!set.may_have_expired(u64::MAX - 1));
+        assert_eq!(set.len_by_kind(), [0; 4]);
+    }
+
+    #[test]
+    fn a_revocation_put_again_after_the_expiry_scan_is_kept() {
+        let mut set =
+            RevocationSet::from_revocations([revocation(RevocationKind::Token, "jti-1", NOW)], NOW);
+        let expired = set.expired(NOW + 3600);
+        let key = RevocationKey::new("https://idp", RevocationKind::Token, "jti-1").expect("key");
+        let renewed = Revocation::new(key, NOW + 3600, NOW + 7200, "again").expect("revocation");
+        set.insert(&renewed);
+        assert_eq!(set.remove_expired(&expired, NOW + 3600), 0);
+        assert_eq!(
+            set.covering(&alice(None), NOW + 3600),
+            Some(RevocationKind::Token)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod check;
 pub mod envoy;
 pub mod http;
 pub mod ports;

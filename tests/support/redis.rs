@@ -1,7 +1,8 @@
 //! `RedisProcess`: a real `redis-server` child on a free 127.0.0.1 port, for one test.
 //!
-//! It runs with `--save "" --appendonly no`, its directory and log in a temporary directory,
-//! and is killed and reaped on drop. Readiness is awaited by polling `PING`.
+//! It runs with `--save "" --appendonly no` (or, durable, with an append-only file fsync'd on
+//! every write), its directory and log in a temporary directory, and is killed and reaped on
+//! drop. Readiness is awaited by polling `PING`.
 
 // Each test crate uses a different part of the shared support code.
 #![allow(dead_code)]
@@ -21,17 +22,30 @@ pub struct RedisProcess {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    /// Whether it keeps an append-only file (fsync'd on every write) in `dir`.
+    durable: bool,
 }
 
 impl RedisProcess {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that keeps its data across [`kill`](Self::kill) and
+    /// [`restart`](Self::restart): an append-only file, fsync'd on every write, as a
+    /// production Redis would keep.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         // Another process may take the port between our probe and the server's bind: retry.
         let mut last_error = String::new();
         for _ in 0..5 {
             let dir = TempDir::new().expect("create a temp dir for redis");
             let port = free_port();
-            match Self::spawn(dir, port) {
+            match Self::spawn(dir, port, durable) {
                 Ok(redis) => return redis,
                 Err(err) => last_error = err,
             }
@@ -42,7 +56,7 @@ impl RedisProcess {
     /// Starts a server on `port` (e.g. one that another test process handed out).
     pub fn start_on(port: u16) -> Self {
         let dir = TempDir::new().expect("create a temp dir for redis");
-        Self::spawn(dir, port).unwrap_or_else(|err| panic!("{err}"))
+        Self::spawn(dir, port, false).unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// A free port on 127.0.0.1 with no server on it yet (for tests that start one later).
@@ -50,11 +64,12 @@ impl RedisProcess {
         free_port()
     }
 
-    fn spawn(dir: TempDir, port: u16) -> Result<Self, String> {
+    fn spawn(dir: TempDir, port: u16, durable: bool) -> Result<Self, String> {
         let mut redis = Self {
             child: None,
             port,
             dir,
+            durable,
         };
         redis.launch()?;
         Ok(redis)
@@ -66,7 +81,11 @@ impl RedisProcess {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -123,7 +142,7 @@ impl RedisProcess {
         self.port
     }
 
-    /// Kills the server (SIGKILL) and reaps it; its data is lost.
+    /// Kills the server (SIGKILL) and reaps it; its data is lost unless it is durable.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -150,7 +169,8 @@ impl RedisProcess {
         assert!(status.success(), "kill {signal} failed");
     }
 
-    /// Starts the server again on the same port (empty, since nothing is saved).
+    /// Starts the server again on the same port: empty, unless started with
+    /// [`start_durable`](Self::start_durable).
     pub fn restart(&mut self) {
         self.kill();
         self.launch().unwrap_or_else(|err| panic!("{err}"));

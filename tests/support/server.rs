@@ -333,6 +333,25 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open but it does nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("jwt-revoker is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Kills the server and starts it again with the same config, ports and data
     /// directory, waiting until it is SERVING.
     pub fn restart(&mut self) {
