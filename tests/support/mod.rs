@@ -52,3 +52,20 @@ pub fn wait_until<T>(
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
+
+/// Sends `signal` (e.g. `-STOP`, `-TERM`) to `child` with kill(1).
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Kills (SIGKILL) and reaps `child`, if it is still held.
+pub fn kill_and_reap(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -144,10 +144,7 @@ impl RedisProcess {
 
     /// Kills the server (SIGKILL) and reaps it; its data is lost unless it is durable.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill_and_reap(&mut self.child);
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers.
@@ -161,12 +158,10 @@ impl RedisProcess {
     }
 
     fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("redis-server is running");
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
+        super::send_signal(
+            self.child.as_ref().expect("redis-server is running"),
+            signal,
+        );
     }
 
     /// Starts the server again on the same port: empty, unless started with

@@ -316,21 +316,13 @@ impl ServerProcess {
     /// Sends SIGTERM and waits for the server to exit, returning how it exited.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("the server is running");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        super::send_signal(&child, "-TERM");
         child.wait().expect("wait for the server")
     }
 
     /// Kills the server (SIGKILL: no graceful shutdown) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::kill_and_reap(&mut self.child);
     }
 
     /// Freezes the server (SIGSTOP): its connections stay open but it does nothing.
@@ -344,12 +336,7 @@ impl ServerProcess {
     }
 
     fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("jwt-revoker is running");
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
+        super::send_signal(self.child.as_ref().expect("jwt-revoker is running"), signal);
     }
 
     /// Kills the server and starts it again with the same config, ports and data
