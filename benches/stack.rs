@@ -331,10 +331,10 @@ impl Server {
     /// tables after it).
     fn start(bins: &Bins, store: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let (authz, admin) = (free_port()?, free_port()?);
+        let (authz, admin, metrics) = (free_port()?, free_port()?, free_port()?);
         let config = support::config_toml(&format!(
             "authz_addr = \"127.0.0.1:{authz}\"\nadmin_addr = \"127.0.0.1:{admin}\"\n\
-             log_level = \"info\"\n[store]\n{store}\n"
+             metrics_addr = \"127.0.0.1:{metrics}\"\nlog_level = \"info\"\n[store]\n{store}\n"
         ));
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config)?;

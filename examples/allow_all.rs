@@ -21,6 +21,10 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+// The same allocator as `jwt-revoker serve`, so the baseline differs only in the Check logic.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve an always-allow ext_authz Check.
 #[derive(Debug, Parser)]
 #[command(name = "allow_all", about = "An always-allow ext_authz Check server")]

@@ -4,6 +4,11 @@ use clap::Parser;
 use jwt_revoker::cli::{Cli, Command, client, serve};
 use std::process::ExitCode;
 
+// mimalloc: fewer, cheaper allocations on the Check path (response building, prost encoding)
+// and far less heap fragmentation after loading a large revocation snapshot than glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
