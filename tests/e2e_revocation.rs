@@ -5,54 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
-use support::envoy::EnvoyProcess;
 use support::http::{Request, Response};
-use support::server::{ServerBuilder, ServerProcess};
+use support::server::ServerProcess;
+use support::stack::Stack;
 use support::tokens;
-use support::upstream::TestUpstream;
-use support::wait_until;
-
-/// How long a revocation may take to reach the Check path.
-const PROPAGATION: Duration = Duration::from_secs(5);
-
-struct Stack {
-    upstream: TestUpstream,
-    server: ServerProcess,
-    envoy: EnvoyProcess,
-}
-
-impl Stack {
-    fn start() -> Self {
-        Self::with(ServerProcess::builder())
-    }
-
-    fn with(builder: ServerBuilder) -> Self {
-        let upstream = TestUpstream::start();
-        let server = builder.start();
-        let envoy = EnvoyProcess::start(server.authz_port(), upstream.port());
-        Self {
-            upstream,
-            server,
-            envoy,
-        }
-    }
-
-    fn get(&self, token: &str) -> Response {
-        Request::get("/api/items")
-            .bearer(token)
-            .send(self.envoy.listen_port())
-    }
-
-    /// Polls until a request with `token` gets `status`.
-    fn wait_for_status(&self, token: &str, status: u16) -> Response {
-        wait_until(&format!("HTTP {status}"), PROPAGATION, |last| {
-            let response = self.get(token);
-            *last = format!("HTTP {} {}", response.status, response.text());
-            (response.status == status).then_some(response)
-        })
-    }
-}
 
 fn assert_invalid_token(response: &Response) {
     assert_eq!(response.status, 401, "body: {}", response.text());

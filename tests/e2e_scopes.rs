@@ -6,17 +6,13 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::envoy::EnvoyProcess;
 use support::http::{Request, Response};
 use support::redis::RedisProcess;
-use support::server::{ServerBuilder, ServerProcess};
+use support::server::ServerProcess;
+use support::stack::{Stack, get, wait_for_status};
 use support::tokens;
 use support::upstream::TestUpstream;
-use support::wait_until;
-
-/// How long a revocation may take to reach the Check path.
-const PROPAGATION: Duration = Duration::from_secs(5);
 
 /// Logout routes used by the logout tests.
 const LOGOUT_ROUTES: &str = r#"
@@ -31,48 +27,6 @@ path = "/logout-everywhere"
 issuer = "https://issuer.test"
 revoke = "subject"
 "#;
-
-struct Stack {
-    upstream: TestUpstream,
-    server: ServerProcess,
-    envoy: EnvoyProcess,
-}
-
-impl Stack {
-    fn start(builder: ServerBuilder) -> Self {
-        let upstream = TestUpstream::start();
-        let server = builder.start();
-        let envoy = EnvoyProcess::start(server.authz_port(), upstream.port());
-        Self {
-            upstream,
-            server,
-            envoy,
-        }
-    }
-
-    fn get(&self, token: &str) -> Response {
-        get(&self.envoy, token)
-    }
-
-    fn wait_for_status(&self, token: &str, status: u16) -> Response {
-        wait_for_status(&self.envoy, token, status)
-    }
-}
-
-fn get(envoy: &EnvoyProcess, token: &str) -> Response {
-    Request::get("/api/items")
-        .bearer(token)
-        .send(envoy.listen_port())
-}
-
-/// Polls until a request with `token` through `envoy` gets `status`.
-fn wait_for_status(envoy: &EnvoyProcess, token: &str, status: u16) -> Response {
-    wait_until(&format!("HTTP {status}"), PROPAGATION, |last| {
-        let response = get(envoy, token);
-        *last = format!("HTTP {} {}", response.status, response.text());
-        (response.status == status).then_some(response)
-    })
-}
 
 /// An RS256 token for `sub` with extra claims.
 fn token_with(sub: &str, extra: Value) -> String {
@@ -98,7 +52,7 @@ fn logout(envoy: &EnvoyProcess, path: &str, token: &str) -> Response {
 
 #[test]
 fn revoking_a_session_denies_its_tokens_only_until_unrevoked() {
-    let stack = Stack::start(ServerProcess::builder());
+    let stack = Stack::with(ServerProcess::builder());
     let alice_s1 = token_with("alice", json!({"sid": "s-1"}));
     let alice_s1_again = token_with("alice", json!({"sid": "s-1"}));
     let alice_s2 = token_with("alice", json!({"sid": "s-2"}));
@@ -142,7 +96,7 @@ fn revoking_a_session_denies_its_tokens_only_until_unrevoked() {
 
 #[test]
 fn revoking_a_subject_denies_earlier_tokens_only_until_unrevoked() {
-    let stack = Stack::start(ServerProcess::builder());
+    let stack = Stack::with(ServerProcess::builder());
     let alice = tokens::valid("alice");
     let alice_no_iat = {
         let mut claims = tokens::claims("alice");
@@ -174,7 +128,7 @@ fn revoking_a_subject_denies_earlier_tokens_only_until_unrevoked() {
 
 #[test]
 fn revoking_a_client_denies_its_earlier_tokens_only_until_unrevoked() {
-    let stack = Stack::start(ServerProcess::builder());
+    let stack = Stack::with(ServerProcess::builder());
     let mobile = token_with("alice", json!({"client_id": "mobile"}));
     let mobile_by_azp = token_with("bob", json!({"azp": "mobile"}));
     let web = token_with("alice", json!({"client_id": "web"}));
@@ -202,7 +156,7 @@ fn revoking_a_client_denies_its_earlier_tokens_only_until_unrevoked() {
 
 #[test]
 fn logout_routes_revoke_then_still_reach_the_upstream() {
-    let stack = Stack::start(ServerProcess::builder().extra_toml(LOGOUT_ROUTES));
+    let stack = Stack::with(ServerProcess::builder().extra_toml(LOGOUT_ROUTES));
     let port = stack.envoy.listen_port();
 
     // Session logout: the request goes through, then every token of that session is refused.
@@ -293,7 +247,7 @@ fn a_logout_through_one_envoy_is_refused_through_another() {
 #[test]
 fn a_logout_the_store_cannot_record_is_refused_with_503() {
     let mut redis = RedisProcess::start();
-    let stack = Stack::start(
+    let stack = Stack::with(
         ServerProcess::builder()
             .redis(&redis.url())
             .extra_toml(LOGOUT_ROUTES)

@@ -112,11 +112,7 @@ impl Revoker {
             token.token_id.clone(),
         )
         .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
-        let expires_at = claims.exp.saturating_add(self.leeway.as_secs());
-        if expires_at <= now {
-            return Ok((RevocationKind::Token, RevokeResult::AlreadyExpired));
-        }
-        let result = self.insert(key, now, expires_at, reason, now).await?;
+        let result = self.revoke_token_key(key, claims.exp, reason, now).await?;
         Ok((RevocationKind::Token, result))
     }
 
@@ -162,6 +158,18 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let (key, exp) = self.token_key(token, now).await?;
+        self.revoke_token_key(key, exp, reason, now).await
+    }
+
+    /// Revokes the token named by `key`, whose `exp` is `exp`, for as long as Check could
+    /// accept it.
+    async fn revoke_token_key(
+        &self,
+        key: RevocationKey,
+        exp: u64,
+        reason: &str,
+        now: u64,
+    ) -> Result<RevokeResult, AdminError> {
         if exp.saturating_add(self.leeway.as_secs()) <= now {
             return Ok(RevokeResult::AlreadyExpired);
         }
@@ -231,29 +239,20 @@ impl Revoker {
     ) -> Result<RevokeResult, AdminError> {
         let revocation = Revocation::new(key, revoked_at, expires_at, reason)
             .map_err(|e| AdminError::from_invalid_revocation("", &e))?;
-        match self.store.insert(&revocation, now).await? {
-            Inserted::New => {
-                self.replica.apply_local(&Change::Put(revocation.clone()));
-                tracing::info!(
-                    kind = %revocation.key.kind,
-                    issuer = %revocation.key.issuer,
-                    expires_at = revocation.expires_at,
-                    "revoked"
-                );
-                Ok(RevokeResult::Revoked(revocation))
-            }
-            Inserted::Existing(existing) => Ok(RevokeResult::AlreadyRevoked(existing)),
-            Inserted::Extended(extended) => {
-                self.replica.apply_local(&Change::Put(extended.clone()));
-                tracing::info!(
-                    kind = %extended.key.kind,
-                    issuer = %extended.key.issuer,
-                    expires_at = extended.expires_at,
-                    "revocation extended"
-                );
-                Ok(RevokeResult::Extended(extended))
-            }
-        }
+        let (result, written) = match self.store.insert(&revocation, now).await? {
+            Inserted::Existing(existing) => return Ok(RevokeResult::AlreadyRevoked(existing)),
+            Inserted::New => (RevokeResult::Revoked(revocation.clone()), revocation),
+            Inserted::Extended(extended) => (RevokeResult::Extended(extended.clone()), extended),
+        };
+        tracing::info!(
+            kind = %written.key.kind,
+            issuer = %written.key.issuer,
+            expires_at = written.expires_at,
+            extended = matches!(result, RevokeResult::Extended(_)),
+            "revoked"
+        );
+        self.replica.apply_local(&Change::Put(written));
+        Ok(result)
     }
 
     /// Removes a revocation; false if there was none. Replicas, this one included, apply it

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ports;
 pub mod redis;
 pub mod server;
+pub mod stack;
 pub mod tokens;
 pub mod upstream;
 
