@@ -173,11 +173,14 @@ impl Revoker {
         if exp.saturating_add(self.leeway.as_secs()) <= now {
             return Ok(RevokeResult::AlreadyExpired);
         }
-        // No accepted token lives longer than max_token_lifetime (Check refuses longer ones),
-        // so neither does a revocation: storage stays bounded whatever `exp` says.
-        let expires_at = exp
-            .min(now.saturating_add(self.max_token_lifetime.as_secs()))
-            .saturating_add(self.leeway.as_secs());
+        // Check accepts a token only if `exp` is at most `max_token_lifetime` (plus leeway)
+        // away, and until `exp` plus leeway: a revocation lasting that long covers every
+        // token Check could still accept, and stays bounded whatever `exp` says.
+        let leeway = self.leeway.as_secs();
+        let latest_exp = now
+            .saturating_add(self.max_token_lifetime.as_secs())
+            .saturating_add(leeway);
+        let expires_at = exp.min(latest_exp).saturating_add(leeway);
         self.insert(key, now, expires_at, reason, now).await
     }
 
