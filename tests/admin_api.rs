@@ -386,3 +386,28 @@ async fn a_store_outage_answers_unavailable_and_recovers_without_a_restart() {
         .expect_err("the refused revoke was not stored");
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_token_revocation_never_outlives_max_token_lifetime() {
+    let server = ServerProcess::start();
+    let mut client = client(&server).await;
+    let mut claims = tokens::claims("long-lived");
+    let now = tokens::now();
+    claims["exp"] = serde_json::json!(now + 10 * 24 * 3600);
+    let revoked = client
+        .revoke(authed(revoke_token(&tokens::rs256(&claims))))
+        .await
+        .expect("revoke")
+        .into_inner();
+    let expires_at = revoked
+        .revocation
+        .and_then(|r| r.expires_at)
+        .expect("expires_at")
+        .seconds;
+    let now = i64::try_from(now).expect("now");
+    // Default max_token_lifetime 24h and leeway 30s: capped at 24h plus twice the leeway.
+    assert!(
+        expires_at >= now + 24 * 3600 && expires_at <= now + 24 * 3600 + 60 + 5,
+        "{expires_at} vs now {now}"
+    );
+}
