@@ -322,6 +322,7 @@ impl IssuerKeys {
     }
 
     /// Whether keys are at hand (false while a `jwks_uri` has never been fetched).
+    #[cfg(test)]
     pub(crate) fn available(&self) -> bool {
         match &self.jwks {
             Jwks::Remote { keys, .. } => keys.current().is_some(),

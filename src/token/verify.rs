@@ -97,13 +97,15 @@ impl Verifier {
     }
 
     /// The configured issuers.
-    pub fn issuers(&self) -> impl ExactSizeIterator<Item = &IssuerConfig> {
+    #[cfg(test)]
+    pub(crate) fn issuers(&self) -> impl ExactSizeIterator<Item = &IssuerConfig> {
         self.issuers.iter().map(|issuer| &issuer.config)
     }
 
     /// Whether every issuer's keys are at hand (false while some `jwks_uri` has never been
-    /// fetched successfully): for health reporting.
-    pub fn keys_available(&self) -> bool {
+    /// fetched successfully). Only the tests ask: Check answers 503 for such an issuer.
+    #[cfg(test)]
+    pub(crate) fn keys_available(&self) -> bool {
         self.issuers.iter().all(|issuer| issuer.keys.available())
     }
 
