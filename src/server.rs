@@ -15,7 +15,6 @@ use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::tls;
 use crate::token::{KeyError, VerifiedCache, Verifier};
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::future::Future;
@@ -171,7 +170,7 @@ macro_rules! serve {
     }};
 }
 
-const AUTHZ_SERVICE: &str = <AuthorizationServer<AuthzService> as NamedService>::NAME;
+const AUTHZ_SERVICE: &str = crate::authz::grpc::SERVICE_NAME;
 const ADMIN_SERVICE: &str =
     <admin_pb::revocation_admin_server::RevocationAdminServer<AdminService> as NamedService>::NAME;
 

@@ -3,8 +3,9 @@
 
 use crate::config::TokenSources;
 use crate::revocation::{Lookup, Replica, RevocationKind, TokenIdentity};
-use crate::token::{TimeRule, TokenError, VerifiedCache, VerifiedToken, Verifier, extract_token};
-use std::collections::HashMap;
+use crate::token::{
+    HeaderSource, TimeRule, TokenError, VerifiedCache, VerifiedToken, Verifier, extract_token,
+};
 use std::sync::Arc;
 
 /// Why a request is refused.
@@ -80,8 +81,8 @@ impl Decider {
         }
     }
 
-    /// Decides on a request with these (lowercase-named) headers at `now` (Unix seconds).
-    pub async fn decide(&self, headers: &HashMap<String, String>, now: u64) -> Decision {
+    /// Decides on a request with these headers at `now` (Unix seconds).
+    pub async fn decide(&self, headers: &(impl HeaderSource + ?Sized), now: u64) -> Decision {
         let token = match extract_token(headers, &self.sources, self.max_token_bytes) {
             Ok(Some(token)) => token,
             Ok(None) => return Decision::Deny(Denial::NoToken),
@@ -100,7 +101,10 @@ impl Decider {
                 Err(error) => return Decision::Deny(Denial::InvalidToken(error)),
             },
         };
-        let lookup = self.replica.lookup(&identity(&verified), now);
+        let memo = &verified.memo.clear_at_generation;
+        let lookup = self
+            .replica
+            .lookup_remembered(&identity(&verified), now, memo);
         match lookup {
             Lookup::Clear => Decision::Allow(verified),
             Lookup::Revoked(kind) => Decision::Deny(Denial::Revoked(kind, verified)),

@@ -2,11 +2,11 @@
 //! issuer's tokens only), Check records a revocation of the caller's valid token, its session
 //! or its subject through the [`Revoker`] — durably — before letting the request through.
 
+use super::request::CheckedRequest;
 use crate::admin::{AdminError, Revoker};
 use crate::config::{LogoutRevoke, LogoutRoute};
 use crate::revocation::RevocationKind;
 use crate::token::VerifiedToken;
-use envoy_types::ext_authz::v3::pb::CheckRequest;
 use std::sync::Arc;
 
 /// The reason stored with revocations made by a logout route.
@@ -47,17 +47,12 @@ impl LogoutRoutes {
     }
 
     /// What the route matching `request` for `token`'s issuer revokes, if any.
-    fn route_for(&self, request: &CheckRequest, token: &VerifiedToken) -> Option<LogoutRevoke> {
-        let http = request
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())?;
-        self.matching(&http.method, &http.path, &token.claims.iss)
+    fn route_for(&self, request: &CheckedRequest, token: &VerifiedToken) -> Option<LogoutRevoke> {
+        self.matching(request.method(), request.path(), &token.claims.iss)
     }
 
     /// Whether `request` is on a logout route for `token`'s issuer.
-    pub fn is_logout_request(&self, request: &CheckRequest, token: &VerifiedToken) -> bool {
+    pub fn is_logout_request(&self, request: &CheckedRequest, token: &VerifiedToken) -> bool {
         self.route_for(request, token).is_some()
     }
 
@@ -65,7 +60,7 @@ impl LogoutRoutes {
     /// means it could not be recorded (the store failed) and the request must be refused.
     pub async fn on_allowed(
         &self,
-        request: &CheckRequest,
+        request: &CheckedRequest,
         token: &VerifiedToken,
         now: u64,
     ) -> Result<(), AdminError> {

@@ -1,17 +1,23 @@
 //! The ext_authz Check path: request headers → bearer token → verified claims → revocation
 //! lookup → `CheckResponse`.
 //!
+//! - [`request`]: the parts of Envoy's `CheckRequest` that Check reads, decoded without copies.
 //! - [`decision`]: the decision itself, independent of gRPC.
 //! - [`logout`]: logout routes, where Check records a revocation before allowing.
 //! - [`response`]: a decision as Envoy's `CheckResponse` (RFC 6750 denials, claim headers,
 //!   dynamic metadata).
-//! - [`service`]: the tonic `Authorization` service.
+//! - [`service`]: Check from request to reply.
+//! - [`grpc`]: `envoy.service.auth.v3.Authorization` on tonic, with its own codec.
 
 pub mod decision;
+pub mod grpc;
 pub mod logout;
+pub mod request;
 pub mod response;
 pub mod service;
 
 pub use decision::{Decider, Decision, Denial};
+pub use grpc::CheckServer;
 pub use logout::LogoutRoutes;
+pub use request::{CheckedRequest, RequestHeaders};
 pub use service::AuthzService;

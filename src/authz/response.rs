@@ -2,15 +2,17 @@
 //! `WWW-Authenticate: Bearer`, or 503 when revocations are unavailable), or an allow that
 //! sets claim headers, can strip `authorization`, and carries the claims as dynamic metadata.
 
-use super::decision::{Decision, Denial};
+use super::decision::Denial;
 use crate::config::ResponseConfig;
 use crate::token::{TokenError, VerifiedToken};
+use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
+use prost::Message;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 
@@ -20,12 +22,19 @@ pub const METADATA_CLAIMS_KEY: &str = "jwt_payload";
 /// The longest claim value copied into a request header, in bytes.
 const MAX_CLAIM_HEADER_BYTES: usize = 4096;
 
-/// Builds the `CheckResponse` for a decision.
-pub fn check_response(decision: &Decision, config: &ResponseConfig) -> CheckResponse {
-    match decision {
-        Decision::Allow(token) => allow(token, config),
-        Decision::Deny(denial) => deny(denial, config),
+/// The encoded allow response for `token` under the response settings `config` (whose
+/// process-unique id is `config_id`): made once per verified token and kept in its memo, so
+/// a cached token's allow costs a reference count, not a `Struct` of its claims.
+pub fn encoded_allow(token: &VerifiedToken, config: &ResponseConfig, config_id: u64) -> Bytes {
+    if let Some((made_for, encoded)) = token.memo.allow_response.get()
+        && *made_for == config_id
+    {
+        return encoded.clone();
     }
+    let encoded = Bytes::from(allow(token, config).encode_to_vec());
+    // Another Check of the same token may have set it meanwhile, with the same bytes.
+    let _ = token.memo.allow_response.set((config_id, encoded.clone()));
+    encoded
 }
 
 fn rpc_status(code: tonic::Code, message: &str) -> Option<rpc::Status> {
@@ -128,7 +137,8 @@ fn json_value(value: &Json) -> Value {
     Value { kind: Some(kind) }
 }
 
-fn deny(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
+/// Builds the `CheckResponse` for a refusal.
+pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckResponse {
     let realm = &config.realm;
     let (http, code, challenge, error, description) = match denial {
         Denial::NoToken => (
@@ -216,41 +226,6 @@ fn invalid_token(
     )
 }
 
-/// Ext_authz request headers from either the `headers` map or the `header_map` list (Envoy's
-/// `encode_raw_headers`), names lowercased and repeated headers joined with `,`.
-pub fn request_headers(
-    request: &envoy_types::ext_authz::v3::pb::CheckRequest,
-) -> std::borrow::Cow<'_, HashMap<String, String>> {
-    use std::borrow::Cow;
-    let Some(http) = request
-        .attributes
-        .as_ref()
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref())
-    else {
-        return Cow::Owned(HashMap::new());
-    };
-    let Some(map) = http.header_map.as_ref().filter(|_| http.headers.is_empty()) else {
-        return Cow::Borrowed(&http.headers);
-    };
-    let mut headers: HashMap<String, String> = HashMap::new();
-    for entry in &map.headers {
-        let value = if entry.raw_value.is_empty() {
-            entry.value.clone()
-        } else {
-            String::from_utf8_lossy(&entry.raw_value).into_owned()
-        };
-        headers
-            .entry(entry.key.to_ascii_lowercase())
-            .and_modify(|existing| {
-                existing.push(',');
-                existing.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    Cow::Owned(headers)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +270,7 @@ mod tests {
                 all,
             },
             token_id: "sha256:00".to_owned(),
+            memo: crate::token::TokenMemo::default(),
         })
     }
 
@@ -315,7 +291,7 @@ mod tests {
 
     #[test]
     fn no_token_gets_a_bare_bearer_challenge() {
-        let response = check_response(&Decision::Deny(Denial::NoToken), &config());
+        let response = denial_response(&Denial::NoToken, &config());
         assert_eq!(response.status.as_ref().map(|s| s.code), Some(16));
         let denied = denied(&response);
         assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
@@ -343,7 +319,7 @@ mod tests {
                 "the token has been revoked",
             ),
         ] {
-            let response = check_response(&Decision::Deny(denial), &config());
+            let response = denial_response(&denial, &config());
             assert_eq!(response.status.as_ref().map(|s| s.code), Some(16));
             let denied = denied(&response);
             assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
@@ -368,7 +344,7 @@ mod tests {
             Denial::Unavailable,
             Denial::InvalidToken(TokenError::KeysUnavailable),
         ] {
-            let response = check_response(&Decision::Deny(denial), &config());
+            let response = denial_response(&denial, &config());
             assert_eq!(response.status.as_ref().map(|s| s.code), Some(14));
             let denied = denied(&response);
             assert_eq!(denied.status.as_ref().map(|s| s.code), Some(503));
@@ -378,7 +354,8 @@ mod tests {
 
     #[test]
     fn allow_sets_claim_headers_removes_unset_ones_and_carries_claims() {
-        let response = check_response(&Decision::Allow(token()), &config());
+        let encoded = encoded_allow(&token(), &config(), 1);
+        let response = CheckResponse::decode(encoded).expect("a CheckResponse");
         assert_eq!(response.status.as_ref().map(|s| s.code), Some(0));
         let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
             panic!("expected OkResponse");
@@ -412,49 +389,5 @@ mod tests {
             claims.fields.get("sub").and_then(|v| v.kind.clone()),
             Some(Kind::StringValue("alice".to_owned()))
         );
-    }
-
-    #[test]
-    fn raw_header_map_is_read_when_headers_are_empty() {
-        use envoy_types::pb::envoy::config::core::v3::HeaderMap;
-        use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-        use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-        let map = HeaderMap {
-            headers: vec![
-                HeaderValue {
-                    key: "Authorization".to_owned(),
-                    value: String::new(),
-                    raw_value: b"Bearer a.b.c".to_vec(),
-                },
-                HeaderValue {
-                    key: "x-a".to_owned(),
-                    value: "1".to_owned(),
-                    raw_value: Vec::new(),
-                },
-                HeaderValue {
-                    key: "x-a".to_owned(),
-                    value: "2".to_owned(),
-                    raw_value: Vec::new(),
-                },
-            ],
-        };
-        let request = envoy_types::ext_authz::v3::pb::CheckRequest {
-            attributes: Some(AttributeContext {
-                request: Some(Request {
-                    http: Some(HttpRequest {
-                        header_map: Some(map),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        };
-        let headers = request_headers(&request);
-        assert_eq!(
-            headers.get("authorization").map(String::as_str),
-            Some("Bearer a.b.c")
-        );
-        assert_eq!(headers.get("x-a").map(String::as_str), Some("1,2"));
     }
 }

@@ -1,27 +1,32 @@
-//! The tonic implementation of Envoy's `envoy.service.auth.v3.Authorization/Check`.
+//! Envoy's `Check`, from request to reply: decide, apply logout routes, log, record metrics,
+//! and answer.
 //!
 //! A refusal is a normal `CheckResponse`; Check never answers with a gRPC error, which Envoy
 //! would treat as "could not decide".
 
 use super::decision::{Decider, Decision, Denial};
+use super::grpc::{CheckReply, CheckServer};
 use super::logout::LogoutRoutes;
-use super::response::{check_response, request_headers};
+use super::request::CheckedRequest;
+use super::response::{denial_response, encoded_allow};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
 use crate::metrics::CheckMetrics;
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
-};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tonic::{Request, Response, Status};
+
+/// Gives each [`AuthzService`]'s response settings an id, under which a token's encoded
+/// allow response is kept in its memo.
+static RESPONSE_CONFIG_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The Check service.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AuthzService {
     decider: Arc<Decider>,
-    response: Arc<ResponseConfig>,
-    logout: Option<Arc<LogoutRoutes>>,
+    response: ResponseConfig,
+    response_id: u64,
+    logout: Option<LogoutRoutes>,
     metrics: Option<CheckMetrics>,
 }
 
@@ -30,7 +35,8 @@ impl AuthzService {
     pub fn new(decider: Arc<Decider>, response: ResponseConfig) -> Self {
         Self {
             decider,
-            response: Arc::new(response),
+            response,
+            response_id: RESPONSE_CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
             logout: None,
             metrics: None,
         }
@@ -38,7 +44,7 @@ impl AuthzService {
 
     /// Also records revocations on these logout routes (see [`LogoutRoutes`]).
     pub fn with_logout_routes(mut self, routes: LogoutRoutes) -> Self {
-        self.logout = Some(Arc::new(routes));
+        self.logout = Some(routes);
         self
     }
 
@@ -49,22 +55,15 @@ impl AuthzService {
     }
 
     /// The tonic service to mount on the authorization port.
-    pub fn svc(self) -> AuthorizationServer<Self> {
-        AuthorizationServer::new(self)
+    pub fn svc(self) -> CheckServer {
+        CheckServer::new(self)
     }
-}
 
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
+    /// Answers one Check.
+    pub async fn check(&self, request: CheckedRequest) -> CheckReply {
         let started = Instant::now();
-        let request = request.into_inner();
-        let headers = request_headers(&request);
         let now = unix_now();
-        let mut decision = self.decider.decide(&headers, now).await;
+        let mut decision = self.decider.decide(request.headers(), now).await;
         // A logout request whose token is already revoked (a second ext_authz hop after the
         // first recorded the logout, or a client retry) still reaches the application's own
         // logout, without recording anything again.
@@ -86,7 +85,6 @@ impl Authorization for AuthzService {
             ),
             Decision::Deny(denial) => tracing::info!(reason = denial.reason(), "denied"),
         }
-        let response = check_response(&decision, &self.response);
         if let Some(metrics) = &self.metrics {
             let (outcome, reason) = match &decision {
                 Decision::Allow(_) => ("allow", "ok"),
@@ -94,6 +92,13 @@ impl Authorization for AuthzService {
             };
             metrics.record(outcome, reason, started.elapsed());
         }
-        Ok(Response::new(response))
+        match &decision {
+            Decision::Allow(token) => {
+                CheckReply::Encoded(encoded_allow(token, &self.response, self.response_id))
+            }
+            Decision::Deny(denial) => {
+                CheckReply::Message(Box::new(denial_response(denial, &self.response)))
+            }
+        }
     }
 }

@@ -76,6 +76,9 @@ pub struct Replica {
     config: ReplicaConfig,
     epoch: Instant,
     last_heard_ms: AtomicU64,
+    /// Bumped whenever the set is about to change (under its lock), so that a lookup that
+    /// found nothing at one generation still holds while the generation is unchanged.
+    generation: AtomicU64,
     /// Wall-clock Unix seconds, for expiry (a parameter only so tests can move it).
     clock: Clock,
 }
@@ -101,18 +104,42 @@ impl Replica {
             config,
             epoch: Instant::now(),
             last_heard_ms: AtomicU64::new(NEVER),
+            generation: AtomicU64::new(1),
             clock,
         }
     }
 
     /// Whether a revocation covers the token, under the staleness policy.
     pub fn lookup(&self, token: &TokenIdentity<'_>, now: u64) -> Lookup {
+        self.lookup_remembered(token, now, &AtomicU64::new(0))
+    }
+
+    /// As [`lookup`](Self::lookup), remembering in `memo` the generation at which no
+    /// revocation covered the token, so that while the set is unchanged a repeated token
+    /// skips the lookup. Only a clear answer is remembered: a change to the set (which
+    /// could add a revocation) moves the generation on, and the next call looks again.
+    pub fn lookup_remembered(
+        &self,
+        token: &TokenIdentity<'_>,
+        now: u64,
+        memo: &AtomicU64,
+    ) -> Lookup {
         if !self.health().serving() {
             return Lookup::Unavailable;
         }
+        // Read before the set: a writer bumps the generation while holding the write lock,
+        // before changing anything, so a lookup under the generation read here sees either
+        // the set as it was at that generation or a later one.
+        let generation = self.generation.load(Ordering::Acquire);
+        if memo.load(Ordering::Relaxed) == generation {
+            return Lookup::Clear;
+        }
         match self.read_set().covering(token, now) {
             Some(kind) => Lookup::Revoked(kind),
-            None => Lookup::Clear,
+            None => {
+                memo.store(generation, Ordering::Relaxed);
+                Lookup::Clear
+            }
         }
     }
 
@@ -168,10 +195,15 @@ impl Replica {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The set, for a change: moves the generation on (see
+    /// [`lookup_remembered`](Self::lookup_remembered)).
     fn write_set(&self) -> std::sync::RwLockWriteGuard<'_, RevocationSet> {
-        self.set
+        let set = self
+            .set
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        set
     }
 
     /// Replaces the set with one built from a snapshot. Building it and dropping the old
@@ -578,6 +610,42 @@ mod tests {
         fixture.wait_for_lookup("after", Lookup::Clear).await;
         assert_eq!(fixture.lookup("before"), REVOKED);
         assert_eq!(fixture.store.snapshots.load(Ordering::SeqCst), 1);
+        fixture.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_clear_answer_ends_when_the_set_changes() {
+        let fixture = Fixture::start(StalePolicy::Deny, 1024);
+        fixture.wait_for_health(ReplicaHealth::Current).await;
+        let memo = AtomicU64::new(0);
+        let remembered = |id| {
+            fixture
+                .replica
+                .lookup_remembered(&identity(id), fixture.now(), &memo)
+        };
+        assert_eq!(remembered("jti-1"), Lookup::Clear);
+        let generation = memo.load(Ordering::SeqCst);
+        assert_ne!(generation, 0, "a clear answer is remembered");
+        // A local change (as an admin Revoke makes) is seen by the very next lookup.
+        let now = fixture.now();
+        fixture
+            .replica
+            .apply_local(&Change::Put(revocation("jti-1", now, now + 3600)));
+        assert_eq!(remembered("jti-1"), REVOKED);
+        assert_eq!(memo.load(Ordering::SeqCst), generation, "not overwritten");
+        // So is one that arrives through the feed.
+        let memo_2 = AtomicU64::new(0);
+        let remembered_2 = |id| {
+            fixture
+                .replica
+                .lookup_remembered(&identity(id), fixture.now(), &memo_2)
+        };
+        assert_eq!(remembered_2("jti-2"), Lookup::Clear);
+        fixture.revoke("jti-2", 3600).await;
+        wait_until("jti-2 revoked through the feed", || {
+            remembered_2("jti-2") == REVOKED
+        })
+        .await;
         fixture.stop().await;
     }
 

@@ -1,17 +1,25 @@
 //! The verified-token cache: token string → verified claims, bounded in entries, each entry
 //! ending when its token expires, so a cache hit skips the signature check.
+//!
+//! Entries are keyed by a 128-bit fingerprint of the token (xxh3, seeded at random per
+//! process), not by the token itself: a token is ~800 bytes, and the cache hashes its key
+//! on every read and again in its housekeeping. The entry keeps the token, and a hit counts
+//! only if it is byte for byte the presented one, so a fingerprint collision is a miss,
+//! never another token's claims.
 
 use super::VerifiedToken;
 use moka::Expiry;
 use moka::sync::Cache;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest an entry is kept, whatever its token's `exp` says.
 const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Clone)]
 struct Entry {
+    /// The token string, compared on every hit.
+    raw: Box<str>,
     token: Arc<VerifiedToken>,
     ttl: Duration,
     /// The verifier's key generation when the token was verified.
@@ -21,22 +29,23 @@ struct Entry {
 /// Ends each entry after the time-to-live computed when it was inserted.
 struct UntilExpiry;
 
-impl Expiry<String, Entry> for UntilExpiry {
-    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+impl Expiry<u128, Arc<Entry>> for UntilExpiry {
+    fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
         Some(entry.ttl)
     }
 }
 
-/// The key hasher: tokens are long (an RS256 token is ~800 bytes), and foldhash hashes them
-/// several times faster than the default SipHash, with a random per-process seed.
+/// The map's hasher, over fingerprints: foldhash, with a random per-process seed.
 type Hasher = foldhash::fast::RandomState;
 
 /// A bounded cache of verified tokens, keyed by the token string. Only verified tokens go in;
 /// an entry is never served after its token's `exp` (plus the leeway).
 pub struct VerifiedCache {
     /// `None` when disabled (capacity 0).
-    cache: Option<Cache<String, Entry, Hasher>>,
+    cache: Option<Cache<u128, Arc<Entry>, Hasher>>,
     leeway: u64,
+    /// The fingerprints' seed.
+    seed: u64,
 }
 
 impl VerifiedCache {
@@ -52,7 +61,12 @@ impl VerifiedCache {
         Self {
             cache,
             leeway: leeway.as_secs(),
+            seed: std::hash::RandomState::new().hash_one(0u64),
         }
+    }
+
+    fn fingerprint(&self, token: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_seed(token.as_bytes(), self.seed)
     }
 
     /// The cached verification of `token`, if any, still unexpired at `now` (seconds since
@@ -60,12 +74,16 @@ impl VerifiedCache {
     /// set may have withdrawn the key it rested on).
     pub fn get(&self, token: &str, now: u64, generation: u64) -> Option<Arc<VerifiedToken>> {
         let cache = self.cache.as_ref()?;
-        let entry = cache.get(token)?;
-        if self.expires_at(&entry.token) <= now || entry.generation != generation {
-            cache.invalidate(token);
+        let key = self.fingerprint(token);
+        let entry = cache.get(&key)?;
+        if *entry.raw != *token {
             return None;
         }
-        Some(entry.token)
+        if self.expires_at(&entry.token) <= now || entry.generation != generation {
+            cache.invalidate(&key);
+            return None;
+        }
+        Some(Arc::clone(&entry.token))
     }
 
     /// Remembers that `token` verified as `verified` at `now` under key `generation`; does
@@ -79,14 +97,13 @@ impl VerifiedCache {
             return;
         }
         let ttl = Duration::from_secs(remaining).min(MAX_ENTRY_TTL);
-        cache.insert(
-            token.to_owned(),
-            Entry {
-                token: verified,
-                ttl,
-                generation,
-            },
-        );
+        let entry = Entry {
+            raw: token.into(),
+            token: verified,
+            ttl,
+            generation,
+        };
+        cache.insert(self.fingerprint(token), Arc::new(entry));
     }
 
     fn expires_at(&self, token: &VerifiedToken) -> u64 {
@@ -157,6 +174,25 @@ mod tests {
             assert!(Instant::now() < deadline, "entry outlived its ttl");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn an_entry_under_the_same_fingerprint_for_another_token_is_a_miss() {
+        let cache = VerifiedCache::new(10, Duration::ZERO);
+        let Some(inner) = &cache.cache else {
+            panic!("enabled");
+        };
+        // As if "other" and "t" had the same fingerprint.
+        let entry = Entry {
+            raw: "other".into(),
+            token: verified(1000),
+            ttl: Duration::from_secs(100),
+            generation: 0,
+        };
+        inner.insert(cache.fingerprint("t"), Arc::new(entry));
+        assert!(cache.get("t", 900, 0).is_none());
+        cache.insert("t", verified(1000), 900, 0);
+        assert!(cache.get("t", 900, 0).is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! token's identifier used for revocation by token.
 
 use super::TokenError;
+use super::memo::TokenMemo;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
@@ -38,6 +39,8 @@ pub struct VerifiedToken {
     /// Its identifier for revocation by token: the `jti`, or `sha256:<lowercase hex>` of the
     /// decoded payload bytes for a token without one.
     pub token_id: String,
+    /// What Check derived from it, kept while the token is cached.
+    pub memo: TokenMemo,
 }
 
 impl VerifiedToken {
@@ -47,7 +50,11 @@ impl VerifiedToken {
             Some(jti) => jti.clone(),
             None => payload_id(payload),
         };
-        Self { claims, token_id }
+        Self {
+            claims,
+            token_id,
+            memo: TokenMemo::default(),
+        }
     }
 }
 

@@ -5,8 +5,21 @@ use super::TokenError;
 use crate::config::TokenSources;
 use std::collections::HashMap;
 
-/// Finds the bearer token in Envoy's ext_authz header map (lowercase names; repeated headers
-/// joined with `,`).
+/// A request's headers, looked up by lowercase name; a repeated header's values are joined
+/// with `,` (as in Envoy's ext_authz header map).
+pub trait HeaderSource {
+    /// The value of header `name` (lowercase), if present.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl HeaderSource for HashMap<String, String> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// Finds the bearer token in a request's headers (lowercase names; repeated headers joined
+/// with `,`).
 ///
 /// Looks at `authorization` (`Bearer <token>`, scheme case-insensitive; another scheme such as
 /// `Basic` counts as no bearer token), then the configured header (a raw token or
@@ -17,17 +30,17 @@ use std::collections::HashMap;
 ///
 /// `Ok(None)` means the request carries no token at all.
 pub fn extract_token<'a>(
-    headers: &'a HashMap<String, String>,
+    headers: &'a (impl HeaderSource + ?Sized),
     sources: &TokenSources,
     max_bytes: usize,
 ) -> Result<Option<&'a str>, TokenError> {
-    if let Some(value) = headers.get("authorization")
+    if let Some(value) = headers.header("authorization")
         && let Some(token) = bearer(value, max_bytes)?
     {
         return Ok(Some(token));
     }
     if let Some(name) = &sources.header
-        && let Some(value) = headers.get(name.as_str())
+        && let Some(value) = headers.header(name)
     {
         let value = trim_ows(value);
         if let Some(token) = bearer(value, max_bytes)? {
@@ -38,7 +51,7 @@ pub fn extract_token<'a>(
         }
     }
     if let Some(name) = &sources.cookie
-        && let Some(value) = headers.get("cookie").and_then(|c| find_cookie(c, name))
+        && let Some(value) = headers.header("cookie").and_then(|c| find_cookie(c, name))
         && !value.is_empty()
     {
         return single_token(value, max_bytes).map(Some);

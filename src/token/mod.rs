@@ -6,6 +6,7 @@
 //! - [`keys`]: each issuer's keys (JWKS file, inline, or `jwks_uri` kept fresh; HMAC secret).
 //! - [`claims`]: the [`Claims`] of a token and its revocation identifier.
 //! - [`cache`]: the [`VerifiedCache`] of verified tokens, each entry ending at the token's `exp`.
+//! - [`memo`]: the [`TokenMemo`] that Check keeps with a cached token.
 //! - [`error`]: [`TokenError`], one variant per refusal.
 
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod logout;
+pub mod memo;
 pub mod verify;
 
 #[cfg(test)]
@@ -22,7 +24,8 @@ pub(crate) mod test_tokens;
 pub use cache::VerifiedCache;
 pub use claims::{Claims, VerifiedToken};
 pub use error::TokenError;
-pub use extract::extract_token;
+pub use extract::{HeaderSource, extract_token};
 pub use keys::KeyError;
 pub use logout::{LogoutToken, LogoutTokenError};
+pub use memo::TokenMemo;
 pub use verify::{TimeRule, Verifier};

@@ -1,0 +1,336 @@
+//! The parts of Envoy's `CheckRequest` that Check reads — the HTTP method, path and headers —
+//! decoded straight from the wire without copying.
+//!
+//! Envoy sends every request attribute it has (peers, all headers, TLS details, metadata);
+//! decoding all of that into owned strings, as a generic `CheckRequest` would, costs more
+//! than the whole decision for a cached token. These messages declare only the fields Check
+//! uses, with the same tags as `envoy.service.auth.v3.AttributeContext`; prost skips the
+//! others, and string fields are decoded as `Bytes` slices of the received frame.
+
+use crate::token::HeaderSource;
+use bytes::Bytes;
+
+/// `envoy.service.auth.v3.CheckRequest`, as far as Check reads it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckRequestView {
+    /// `attributes`.
+    #[prost(message, optional, tag = "1")]
+    attributes: Option<AttributesView>,
+}
+
+/// `AttributeContext`: only `request`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttributesView {
+    #[prost(message, optional, tag = "4")]
+    request: Option<RequestView>,
+}
+
+/// `AttributeContext.Request`: only `http`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RequestView {
+    #[prost(message, optional, tag = "2")]
+    http: Option<HttpView>,
+}
+
+/// `AttributeContext.HttpRequest`: `method`, `headers`, `path` and `header_map`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HttpView {
+    #[prost(bytes = "bytes", tag = "2")]
+    method: Bytes,
+    /// `map<string, string> headers`: on the wire, repeated key/value entries.
+    #[prost(message, repeated, tag = "3")]
+    headers: Vec<HeaderEntry>,
+    #[prost(bytes = "bytes", tag = "4")]
+    path: Bytes,
+    /// Set instead of `headers` when Envoy's `encode_raw_headers` is on.
+    #[prost(message, optional, tag = "13")]
+    header_map: Option<HeaderMapView>,
+}
+
+/// One entry of the `headers` map (`key` = 1, `value` = 2), or one
+/// `envoy.config.core.v3.HeaderValue` (`key` = 1, `value` = 2, `raw_value` = 3).
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeaderEntry {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    value: Bytes,
+    #[prost(bytes = "bytes", tag = "3")]
+    raw_value: Bytes,
+}
+
+/// `envoy.config.core.v3.HeaderMap`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeaderMapView {
+    #[prost(message, repeated, tag = "1")]
+    headers: Vec<HeaderEntry>,
+}
+
+/// A request as Check sees it: method, path and headers (names lowercase, values UTF-8).
+#[derive(Debug, Clone, Default)]
+pub struct CheckedRequest {
+    method: Bytes,
+    path: Bytes,
+    headers: RequestHeaders,
+}
+
+impl CheckedRequest {
+    /// The request's method (empty if Envoy sent none, or it was not UTF-8).
+    pub fn method(&self) -> &str {
+        std::str::from_utf8(&self.method).unwrap_or_default()
+    }
+
+    /// The request's path, with its query string (empty if none, or not UTF-8).
+    pub fn path(&self) -> &str {
+        std::str::from_utf8(&self.path).unwrap_or_default()
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &RequestHeaders {
+        &self.headers
+    }
+}
+
+impl From<CheckRequestView> for CheckedRequest {
+    fn from(view: CheckRequestView) -> Self {
+        let Some(http) = view
+            .attributes
+            .and_then(|attributes| attributes.request)
+            .and_then(|request| request.http)
+        else {
+            return Self::default();
+        };
+        let headers = match http.header_map {
+            Some(map) if http.headers.is_empty() => RequestHeaders::from_header_map(map.headers),
+            _ => RequestHeaders::from_map_entries(http.headers),
+        };
+        Self {
+            method: http.method,
+            path: http.path,
+            headers,
+        }
+    }
+}
+
+/// A request's headers: lowercase names, one entry per name (repeated headers joined with
+/// `,`), values valid UTF-8. Looked up by a scan: a request has few headers, and Check reads
+/// at most three.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaders {
+    entries: Vec<HeaderEntry>,
+}
+
+impl RequestHeaders {
+    /// Headers from `(name, value)` pairs, as Envoy's `headers` map would carry them (names
+    /// are lowercased; a repeated name keeps its first value).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::from_map_entries(
+            pairs
+                .into_iter()
+                .map(|(key, value)| HeaderEntry {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    value: Bytes::copy_from_slice(value.as_bytes()),
+                    raw_value: Bytes::new(),
+                })
+                .collect(),
+        )
+    }
+
+    /// From the `headers` map, whose names Envoy sends lowercase and once each: the entries
+    /// are kept as decoded, normalized in place.
+    fn from_map_entries(mut entries: Vec<HeaderEntry>) -> Self {
+        for entry in &mut entries {
+            lowercase(&mut entry.key);
+            utf8(&mut entry.value);
+        }
+        Self { entries }
+    }
+
+    /// From `header_map`: a name may repeat (joined here with `,`, as in the `headers` map),
+    /// and a value may come as `raw_value` bytes.
+    fn from_header_map(entries: Vec<HeaderEntry>) -> Self {
+        let mut headers = Self {
+            entries: Vec::with_capacity(entries.len()),
+        };
+        for mut entry in entries {
+            lowercase(&mut entry.key);
+            if !entry.raw_value.is_empty() {
+                entry.value = std::mem::take(&mut entry.raw_value);
+            }
+            utf8(&mut entry.value);
+            match headers.position(&entry.key) {
+                Some(index) => {
+                    let existing = &mut headers.entries[index].value;
+                    let mut joined = Vec::with_capacity(existing.len() + 1 + entry.value.len());
+                    joined.extend_from_slice(existing);
+                    joined.push(b',');
+                    joined.extend_from_slice(&entry.value);
+                    *existing = Bytes::from(joined);
+                }
+                None => headers.entries.push(entry),
+            }
+        }
+        headers
+    }
+
+    /// The first entry called `name`.
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|entry| entry.key == name)
+    }
+}
+
+impl HeaderSource for RequestHeaders {
+    fn header(&self, name: &str) -> Option<&str> {
+        let index = self.position(name.as_bytes())?;
+        std::str::from_utf8(&self.entries[index].value).ok()
+    }
+}
+
+/// Lowercases an ASCII header name (copying it only when it is not lowercase already).
+fn lowercase(name: &mut Bytes) {
+    if name.iter().any(u8::is_ascii_uppercase) {
+        *name = Bytes::from(name.to_ascii_lowercase());
+    }
+}
+
+/// Keeps `value` if it is UTF-8, else replaces it with its lossy conversion (invalid
+/// sequences become U+FFFD), so that a lookup always finds a string.
+fn utf8(value: &mut Bytes) {
+    if std::str::from_utf8(value).is_err() {
+        *value = Bytes::from(String::from_utf8_lossy(value).into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    use prost::Message;
+    use std::collections::HashMap;
+
+    /// Encodes a full `CheckRequest` as Envoy would, and decodes it as Check does.
+    fn decode(http: HttpRequest) -> CheckedRequest {
+        let request = CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(Peer {
+                    principal: "spiffe://mesh/ns/default/sa/web".to_owned(),
+                    ..Peer::default()
+                }),
+                request: Some(Request {
+                    http: Some(http),
+                    ..Request::default()
+                }),
+                context_extensions: HashMap::from([("k".to_owned(), "v".to_owned())]),
+                ..AttributeContext::default()
+            }),
+        };
+        let bytes = Bytes::from(request.encode_to_vec());
+        CheckRequestView::decode(bytes).expect("decodes").into()
+    }
+
+    #[test]
+    fn reads_method_path_and_the_headers_map() {
+        let request = decode(HttpRequest {
+            method: "POST".to_owned(),
+            path: "/logout?next=/".to_owned(),
+            host: "api.example.com".to_owned(),
+            headers: HashMap::from([
+                ("authorization".to_owned(), "Bearer abc".to_owned()),
+                ("cookie".to_owned(), "a=1; b=2".to_owned()),
+            ]),
+            ..HttpRequest::default()
+        });
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.path(), "/logout?next=/");
+        assert_eq!(
+            request.headers().header("authorization"),
+            Some("Bearer abc")
+        );
+        assert_eq!(request.headers().header("cookie"), Some("a=1; b=2"));
+        assert_eq!(request.headers().header("host"), None);
+    }
+
+    #[test]
+    fn reads_the_raw_header_map_joining_repeats_and_lowercasing_names() {
+        #[allow(deprecated)]
+        let value = |key: &str, value: &str, raw: &[u8]| HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: raw.to_vec(),
+        };
+        let request = decode(HttpRequest {
+            header_map: Some(HeaderMap {
+                headers: vec![
+                    value("Authorization", "", b"Bearer abc"),
+                    value("cookie", "a=1", b""),
+                    value("Cookie", "", b"b=2"),
+                    value("x-bin", "", b"\xff\xfe"),
+                ],
+            }),
+            ..HttpRequest::default()
+        });
+        let headers = request.headers();
+        assert_eq!(headers.header("authorization"), Some("Bearer abc"));
+        assert_eq!(headers.header("cookie"), Some("a=1,b=2"));
+        assert_eq!(headers.header("x-bin"), Some("\u{fffd}\u{fffd}"));
+    }
+
+    #[test]
+    fn the_headers_map_wins_over_the_header_map() {
+        let request = decode(HttpRequest {
+            headers: HashMap::from([("authorization".to_owned(), "Bearer map".to_owned())]),
+            header_map: Some(HeaderMap {
+                headers: vec![HeaderValue {
+                    key: "authorization".to_owned(),
+                    value: "Bearer raw".to_owned(),
+                    ..HeaderValue::default()
+                }],
+            }),
+            ..HttpRequest::default()
+        });
+        assert_eq!(
+            request.headers().header("authorization"),
+            Some("Bearer map")
+        );
+    }
+
+    #[test]
+    fn a_request_without_http_attributes_has_no_headers() {
+        let request: CheckedRequest = CheckRequestView::decode(Bytes::new())
+            .expect("empty message")
+            .into();
+        assert_eq!(request.method(), "");
+        assert_eq!(request.headers().header("authorization"), None);
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_not_a_panic() {
+        for bytes in [
+            &b"\x0a\xff\xff\xff\xff\x0f"[..],
+            b"\x0a\x05\x22\x10",
+            b"\xff",
+        ] {
+            assert!(CheckRequestView::decode(Bytes::copy_from_slice(bytes)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_header_value_that_is_not_utf8_is_read_lossily() {
+        let headers = RequestHeaders::from_map_entries(vec![HeaderEntry {
+            key: Bytes::from_static(b"Cookie"),
+            value: Bytes::from_static(b"a=\xff; token=abc"),
+            raw_value: Bytes::new(),
+        }]);
+        assert_eq!(headers.header("cookie"), Some("a=\u{fffd}; token=abc"));
+    }
+
+    #[test]
+    fn from_pairs_lowercases_and_keeps_the_first_value() {
+        let headers = RequestHeaders::from_pairs([("X-A", "1"), ("x-a", "2")]);
+        assert_eq!(headers.header("x-a"), Some("1"));
+    }
+}
