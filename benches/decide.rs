@@ -1,5 +1,8 @@
 //! Criterion benchmarks of the Check decision, `Decider::decide`: a cached and an uncached
-//! token (RS256, ES256, EdDSA), with 0 and 1,000,000 revocations in the replica.
+//! token (RS256, ES256, EdDSA), with 0 and 1,000,000 revocations in the replica. A cached
+//! token whose clear lookup is remembered skips the revocation lookup while the set is
+//! unchanged; "changed" is a cached token right after a change to the set (here a no-op
+//! removal, made before each timed call), so that the four lookups run.
 //!
 //! The replica is real: the revocations are written into an embedded store file, and a
 //! `Replica` follows that store (snapshot, then the feed) on a background runtime. Each
@@ -8,14 +11,14 @@
 
 mod support;
 
+use criterion::BatchSize;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
-use jwt_revoker::authz::{Decider, Decision};
+use jwt_revoker::authz::{Decider, Decision, RequestHeaders};
 use jwt_revoker::config::{Config, Overrides};
-use jwt_revoker::revocation::{Replica, ReplicaHealth};
+use jwt_revoker::revocation::{Change, Replica, ReplicaHealth, RevocationKey, RevocationKind};
 use jwt_revoker::server::open_store;
 use jwt_revoker::token::{VerifiedCache, Verifier};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +34,7 @@ const ALGORITHMS: [(&str, Algorithm); 3] = [
 
 /// A replica holding `revocations`, followed on its own runtime, and the deciders using it.
 struct Fixture {
+    replica: Arc<Replica>,
     cached: Decider,
     uncached: Decider,
     _stop: watch::Sender<bool>,
@@ -95,9 +99,11 @@ impl Fixture {
                 config.max_token_bytes,
             )
         };
+        let (cached, uncached) = (decider(100_000), decider(0));
         Self {
-            cached: decider(100_000),
-            uncached: decider(0),
+            replica,
+            cached,
+            uncached,
             _stop: stop,
             _background: background,
             _dir: dir,
@@ -111,13 +117,21 @@ fn decide(c: &mut Criterion) {
         .build()
         .expect("a runtime");
     let now = support::unix_now();
-    let requests: Vec<(&str, Vec<HashMap<String, String>>)> = ALGORITHMS
+    let requests: Vec<(&str, Vec<RequestHeaders>)> = ALGORITHMS
         .iter()
         .map(|(name, alg)| {
             let tokens = support::tokens(*alg, TOKENS);
             (
                 *name,
-                tokens.iter().map(|t| support::envoy_headers(t)).collect(),
+                tokens
+                    .iter()
+                    .map(|t| {
+                        let headers = support::envoy_headers(t);
+                        RequestHeaders::from_pairs(
+                            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                        )
+                    })
+                    .collect(),
             )
         })
         .collect();
@@ -144,6 +158,23 @@ fn decide(c: &mut Criterion) {
                 // Still allowed: the replica stayed current throughout.
                 allow_all();
             }
+            // A cached token right after the set changed: the remembered lookup is void.
+            let unrelated =
+                RevocationKey::new(support::ISSUER, RevocationKind::Token, "none").expect("a key");
+            let change = Change::Delete(unrelated);
+            let decider = &fixture.cached;
+            let mut next = 0;
+            group.bench_function(format!("changed/{name}/{label}"), |b| {
+                b.to_async(&runtime).iter_batched(
+                    || {
+                        fixture.replica.apply_local(&change);
+                        next = (next + 1) % requests.len();
+                        &requests[next]
+                    },
+                    |request| decider.decide(request, now),
+                    BatchSize::PerIteration,
+                );
+            });
         }
         group.finish();
     }

@@ -472,7 +472,7 @@ fn decide_table() -> Result<String> {
          |---|---|---|---|---|\n",
     );
     for alg in ["RS256", "ES256", "EdDSA"] {
-        for cache in ["cached", "uncached"] {
+        for cache in ["cached", "changed", "uncached"] {
             let none = median(&format!("{cache}/{alg}/0"))?;
             let million = median(&format!("{cache}/{alg}/1M"))?;
             writeln!(

@@ -1,6 +1,13 @@
 //! The verified-token cache: token string → verified claims, bounded in entries, each entry
 //! ending when its token expires, so a cache hit skips the signature check.
 //!
+//! The cache is `quick_cache` (sharded, S3-FIFO eviction): a read takes one shard's read
+//! lock and bumps one counter. (`moka`, tried first, records every read in a shared queue
+//! and replays it in housekeeping: ~1.5 µs of each cached Check under load, a tenth of the
+//! whole gRPC hop.) An entry is never served past its token's `exp` plus the leeway: a read
+//! that finds it expired removes it; one never read again is evicted in time by newer
+//! entries, within the same bound on entries.
+//!
 //! Entries are keyed by a 128-bit fingerprint of the token (xxh3, seeded at random per
 //! process), not by the token itself: a token is ~800 bytes, and the cache hashes its key
 //! on every read and again in its housekeeping. The entry keeps the token, and a hit counts
@@ -8,41 +15,28 @@
 //! never another token's claims.
 
 use super::VerifiedToken;
-use moka::Expiry;
-use moka::sync::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::Cache;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The longest an entry is kept, whatever its token's `exp` says.
-const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The most entries room is made for up front; beyond that the cache grows as it fills.
+const INITIAL_ENTRIES: u64 = 16_384;
 
 struct Entry {
     /// The token string, compared on every hit.
     raw: Box<str>,
     token: Arc<VerifiedToken>,
-    ttl: Duration,
     /// The verifier's key generation when the token was verified.
     generation: u64,
 }
-
-/// Ends each entry after the time-to-live computed when it was inserted.
-struct UntilExpiry;
-
-impl Expiry<u128, Arc<Entry>> for UntilExpiry {
-    fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
-
-/// The map's hasher, over fingerprints: foldhash, with a random per-process seed.
-type Hasher = foldhash::fast::RandomState;
 
 /// A bounded cache of verified tokens, keyed by the token string. Only verified tokens go in;
 /// an entry is never served after its token's `exp` (plus the leeway).
 pub struct VerifiedCache {
     /// `None` when disabled (capacity 0).
-    cache: Option<Cache<u128, Arc<Entry>, Hasher>>,
+    cache: Option<Cache<u128, Arc<Entry>, UnitWeighter>>,
     leeway: u64,
     /// The fingerprints' seed.
     seed: u64,
@@ -53,10 +47,8 @@ impl VerifiedCache {
     /// same `leeway` as the verifier.
     pub fn new(max_entries: u64, leeway: Duration) -> Self {
         let cache = (max_entries > 0).then(|| {
-            Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(UntilExpiry)
-                .build_with_hasher(Hasher::default())
+            let initial = usize::try_from(max_entries.min(INITIAL_ENTRIES)).unwrap_or(1);
+            Cache::with_weighter(initial, max_entries, UnitWeighter)
         });
         Self {
             cache,
@@ -80,7 +72,7 @@ impl VerifiedCache {
             return None;
         }
         if self.expires_at(&entry.token) <= now || entry.generation != generation {
-            cache.invalidate(&key);
+            cache.remove(&key);
             return None;
         }
         Some(Arc::clone(&entry.token))
@@ -92,15 +84,12 @@ impl VerifiedCache {
         let Some(cache) = &self.cache else {
             return;
         };
-        let remaining = self.expires_at(&verified).saturating_sub(now);
-        if remaining == 0 {
+        if self.expires_at(&verified) <= now {
             return;
         }
-        let ttl = Duration::from_secs(remaining).min(MAX_ENTRY_TTL);
         let entry = Entry {
             raw: token.into(),
             token: verified,
-            ttl,
             generation,
         };
         cache.insert(self.fingerprint(token), Arc::new(entry));
@@ -164,19 +153,6 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire_in_real_time_too() {
-        let cache = VerifiedCache::new(10, Duration::ZERO);
-        // One second left: moka drops it once that second has passed.
-        cache.insert("t", verified(1001), 1000, 0);
-        assert!(cache.get("t", 1000, 0).is_some());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while cache.get("t", 1000, 0).is_some() {
-            assert!(Instant::now() < deadline, "entry outlived its ttl");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    #[test]
     fn an_entry_under_the_same_fingerprint_for_another_token_is_a_miss() {
         let cache = VerifiedCache::new(10, Duration::ZERO);
         let Some(inner) = &cache.cache else {
@@ -186,7 +162,6 @@ mod tests {
         let entry = Entry {
             raw: "other".into(),
             token: verified(1000),
-            ttl: Duration::from_secs(100),
             generation: 0,
         };
         inner.insert(cache.fingerprint("t"), Arc::new(entry));
@@ -204,7 +179,6 @@ mod tests {
         let Some(inner) = &cache.cache else {
             panic!("enabled");
         };
-        inner.run_pending_tasks();
-        assert!(inner.entry_count() <= 5, "{}", inner.entry_count());
+        assert!(inner.len() <= 5, "{}", inner.len());
     }
 }
