@@ -31,6 +31,17 @@ fn valid_token_is_allowed_with_claim_headers_and_without_authorization() {
     assert_eq!(echo["headers"]["x-jwt-sub"], "alice");
     assert!(echo["headers"].get("authorization").is_none(), "{echo}");
     assert_eq!(stack.upstream.request_count(), 1);
+    // The claims also reached Envoy as dynamic metadata: its access log prints the `sub`
+    // it read from there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stack.envoy.log().contains("/api/items 200 sub=alice") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access log line with the subject from the dynamic metadata:\n{}",
+            stack.envoy.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
