@@ -1,14 +1,23 @@
 //! The in-memory revocation set that Check consults: every live revocation, indexed so that
 //! one lookup per kind answers whether a token is covered, with no allocation and no
 //! dependence on how many revocations there are.
+//!
+//! To keep a million revocations in a few tens of megabytes, the set does not hold the
+//! issuers and identifiers themselves: each revocation is keyed by a 128-bit fingerprint of
+//! its issuer and identifier (XXH3-128, with a seed drawn at random for each process, over
+//! the issuer's length, the issuer and the identifier, so that no two distinct pairs share
+//! an encoding), in one table per kind. A revoked key always finds its own fingerprint, so
+//! a revocation is never missed. Two distinct keys with the same fingerprint can only make
+//! a token that is not revoked look revoked (a false deny); with `n` revocations of a kind,
+//! a lookup does so with probability about `n / 2^128`, some 3·10⁻³³ at a million.
 
 use super::model::{Revocation, RevocationKey, RevocationKind};
 use super::store::Change;
-use std::collections::HashMap;
-
-/// The maps' hasher: foldhash, several times faster than SipHash on short identifiers,
-/// seeded at random per process.
-type Hasher = foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 /// What a token presents for the revocation lookup, borrowed from its verified claims.
 #[derive(Debug, Clone, Copy)]
@@ -33,10 +42,47 @@ struct Entry {
     expires_at: u64,
 }
 
-/// The revocations of one issuer, one map per kind.
-#[derive(Debug, Default)]
-struct IssuerRevocations {
-    by_kind: [HashMap<Box<str>, Entry, Hasher>; 4],
+/// The fingerprints' seed, drawn once per process so that every set agrees on them.
+static SEED: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(0_u8));
+
+/// Longest encoding hashed in one call from a buffer on the stack; longer ones (identifiers
+/// of hundreds of bytes) are streamed, which gives the same fingerprint more slowly.
+const INLINE_ENCODING: usize = 256;
+
+/// The fingerprint of an issuer and an identifier: XXH3-128 of the issuer's length (8 bytes,
+/// little-endian), the issuer and the identifier.
+fn fingerprint(issuer: &str, id: &str) -> u128 {
+    let (issuer, id) = (issuer.as_bytes(), id.as_bytes());
+    let prefix = (issuer.len() as u64).to_le_bytes();
+    let len = prefix.len() + issuer.len() + id.len();
+    if len <= INLINE_ENCODING {
+        let mut buffer = [0_u8; INLINE_ENCODING];
+        let (head, rest) = buffer.split_at_mut(prefix.len());
+        head.copy_from_slice(&prefix);
+        let (middle, tail) = rest.split_at_mut(issuer.len());
+        middle.copy_from_slice(issuer);
+        tail[..id.len()].copy_from_slice(id);
+        return xxh3_128_with_seed(&buffer[..len], *SEED);
+    }
+    let mut hasher = Xxh3::with_seed(*SEED);
+    hasher.update(&prefix);
+    hasher.update(issuer);
+    hasher.update(id);
+    hasher.digest128()
+}
+
+/// The table's hash of a fingerprint, which is already uniform: its low 64 bits.
+fn table_hash(fingerprint: u128) -> u64 {
+    fingerprint as u64
+}
+
+/// The revocations of one kind: fingerprint and entry.
+type Table = HashTable<(u128, Entry)>;
+
+fn find(table: &Table, fingerprint: u128) -> Option<&Entry> {
+    table
+        .find(table_hash(fingerprint), |(key, _)| *key == fingerprint)
+        .map(|(_, entry)| entry)
 }
 
 fn slot(kind: RevocationKind) -> usize {
@@ -48,20 +94,20 @@ fn slot(kind: RevocationKind) -> usize {
     }
 }
 
-/// What a scan for expired revocations found.
+/// What a scan for expired revocations found, to pass to
+/// [`RevocationSet::remove_expired`].
 #[derive(Debug)]
 pub struct Expired {
-    /// The expired revocations.
-    pub keys: Vec<RevocationKey>,
+    /// The fingerprints of the expired revocations, by kind.
+    keys: [Vec<u128>; 4],
     /// When the earliest of the others expires (`u64::MAX` if none).
     pub next_expiry: u64,
 }
 
-/// Every live revocation, by issuer and kind.
+/// Every live revocation, by kind and fingerprint of issuer and identifier.
 #[derive(Debug)]
 pub struct RevocationSet {
-    issuers: HashMap<Box<str>, IssuerRevocations, Hasher>,
-    len: usize,
+    by_kind: [Table; 4],
     /// No revocation expires before this (Unix seconds), so purging earlier finds nothing.
     next_expiry: u64,
 }
@@ -69,8 +115,7 @@ pub struct RevocationSet {
 impl Default for RevocationSet {
     fn default() -> Self {
         Self {
-            issuers: HashMap::default(),
-            len: 0,
+            by_kind: Default::default(),
             next_expiry: u64::MAX,
         }
     }
@@ -95,23 +140,17 @@ impl RevocationSet {
 
     /// How many revocations it holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.by_kind.iter().map(Table::len).sum()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.by_kind.iter().all(Table::is_empty)
     }
 
     /// How many revocations of each kind it holds, in [`RevocationKind::ALL`] order.
     pub fn len_by_kind(&self) -> [usize; 4] {
-        let mut counts = [0; 4];
-        for issuer in self.issuers.values() {
-            for (count, map) in counts.iter_mut().zip(&issuer.by_kind) {
-                *count += map.len();
-            }
-        }
-        counts
+        self.by_kind.each_ref().map(Table::len)
     }
 
     /// Applies one change from the feed (idempotent).
@@ -125,34 +164,32 @@ impl RevocationSet {
     /// Adds or replaces a revocation.
     pub fn insert(&mut self, revocation: &Revocation) {
         let key = &revocation.key;
-        let map = &mut self
-            .issuers
-            .entry(key.issuer.as_str().into())
-            .or_default()
-            .by_kind[slot(key.kind)];
+        let fingerprint = fingerprint(&key.issuer, &key.id);
         let entry = Entry {
             revoked_at: revocation.revoked_at,
             expires_at: revocation.expires_at,
         };
-        if map.insert(key.id.as_str().into(), entry).is_none() {
-            self.len += 1;
+        let table = &mut self.by_kind[slot(key.kind)];
+        match table.entry(
+            table_hash(fingerprint),
+            |(key, _)| *key == fingerprint,
+            |(key, _)| table_hash(*key),
+        ) {
+            Slot::Occupied(mut occupied) => occupied.get_mut().1 = entry,
+            Slot::Vacant(vacant) => {
+                vacant.insert((fingerprint, entry));
+            }
         }
         self.next_expiry = self.next_expiry.min(entry.expires_at);
     }
 
     /// Removes a revocation if present.
     pub fn remove(&mut self, key: &RevocationKey) {
-        let Some(issuer) = self.issuers.get_mut(key.issuer.as_str()) else {
-            return;
-        };
-        if issuer.by_kind[slot(key.kind)]
-            .remove(key.id.as_str())
-            .is_some()
+        let fingerprint = fingerprint(&key.issuer, &key.id);
+        if let Ok(occupied) = self.by_kind[slot(key.kind)]
+            .find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
         {
-            self.len -= 1;
-        }
-        if issuer.by_kind.iter().all(HashMap::is_empty) {
-            self.issuers.remove(key.issuer.as_str());
+            occupied.remove();
         }
     }
 
@@ -166,21 +203,15 @@ impl RevocationSet {
     /// (of every entry) can run under a shared lock while Check keeps reading.
     pub fn expired(&self, now: u64) -> Expired {
         let mut expired = Expired {
-            keys: Vec::new(),
+            keys: Default::default(),
             next_expiry: u64::MAX,
         };
-        for (issuer, revocations) in &self.issuers {
-            for (kind, map) in RevocationKind::ALL.into_iter().zip(&revocations.by_kind) {
-                for (id, entry) in map {
-                    if entry.expires_at > now {
-                        expired.next_expiry = expired.next_expiry.min(entry.expires_at);
-                        continue;
-                    }
-                    expired.keys.push(RevocationKey {
-                        issuer: issuer.to_string(),
-                        kind,
-                        id: id.to_string(),
-                    });
+        for (keys, table) in expired.keys.iter_mut().zip(&self.by_kind) {
+            for (fingerprint, entry) in table {
+                if entry.expires_at > now {
+                    expired.next_expiry = expired.next_expiry.min(entry.expires_at);
+                } else {
+                    keys.push(*fingerprint);
                 }
             }
         }
@@ -195,19 +226,19 @@ impl RevocationSet {
     /// ignores it once expired).
     pub fn remove_expired(&mut self, expired: &Expired, now: u64) -> usize {
         self.next_expiry = expired.next_expiry;
-        let keys = &expired.keys;
-        let before = self.len;
-        for key in keys {
-            let expired = self
-                .issuers
-                .get(key.issuer.as_str())
-                .and_then(|issuer| issuer.by_kind[slot(key.kind)].get(key.id.as_str()))
-                .is_some_and(|entry| entry.expires_at <= now);
-            if expired {
-                self.remove(key);
+        let mut removed = 0;
+        for (table, keys) in self.by_kind.iter_mut().zip(&expired.keys) {
+            for &fingerprint in keys {
+                if let Ok(occupied) =
+                    table.find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
+                    && occupied.get().1.expires_at <= now
+                {
+                    occupied.remove();
+                    removed += 1;
+                }
             }
         }
-        before - self.len
+        removed
     }
 
     /// The kind of the first live revocation that covers the token, if any.
@@ -216,7 +247,6 @@ impl RevocationSet {
     /// revocations cover tokens issued (`iat`) at or before the revocation, and tokens
     /// without `iat`.
     pub fn covering(&self, token: &TokenIdentity<'_>, now: u64) -> Option<RevocationKind> {
-        let issuer = self.issuers.get(token.issuer)?;
         let ids = [
             Some(token.token_id),
             token.session,
@@ -226,8 +256,12 @@ impl RevocationSet {
         RevocationKind::ALL
             .into_iter()
             .zip(ids)
-            .find(|(kind, id)| {
-                let Some(entry) = id.and_then(|id| issuer.by_kind[slot(*kind)].get(id)) else {
+            .zip(&self.by_kind)
+            .find(|((kind, id), table)| {
+                let Some(id) = id.filter(|_| !table.is_empty()) else {
+                    return false;
+                };
+                let Some(entry) = find(table, fingerprint(token.issuer, id)) else {
                     return false;
                 };
                 if entry.expires_at <= now {
@@ -236,7 +270,7 @@ impl RevocationSet {
                 !kind.covers_by_issue_time()
                     || token.issued_at.is_none_or(|iat| iat <= entry.revoked_at)
             })
-            .map(|(kind, _)| kind)
+            .map(|((kind, _), _)| kind)
     }
 }
 
@@ -322,7 +356,7 @@ mod tests {
         assert!(!set.may_have_expired(NOW + 3599));
         assert!(set.may_have_expired(NOW + 3600));
         let expired = set.expired(NOW + 3600);
-        assert_eq!(expired.keys.len(), 1);
+        assert_eq!(expired.keys.iter().map(Vec::len).sum::<usize>(), 1);
         assert_eq!(expired.next_expiry, u64::MAX);
         assert_eq!(set.remove_expired(&expired, NOW + 3600), 1);
         assert!(set.is_empty());
@@ -358,5 +392,47 @@ mod tests {
         set.apply(&Change::Delete(key));
         assert!(set.is_empty());
         assert_eq!(set.covering(&alice(None), NOW), None);
+    }
+
+    #[test]
+    fn issuer_and_id_boundaries_cannot_collide() {
+        assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+        let key = RevocationKey::new("ab", RevocationKind::Token, "c").expect("key");
+        let set = RevocationSet::from_revocations(
+            [Revocation::new(key, NOW, NOW + 3600, "").expect("revocation")],
+            NOW,
+        );
+        let mut shifted = alice(None);
+        (shifted.issuer, shifted.token_id) = ("a", "bc");
+        assert_eq!(set.covering(&shifted, NOW), None);
+        (shifted.issuer, shifted.token_id) = ("ab", "c");
+        assert_eq!(set.covering(&shifted, NOW), Some(RevocationKind::Token));
+    }
+
+    #[test]
+    fn long_identifiers_are_fingerprinted_like_short_ones() {
+        let encoding = |issuer: &str, id: &str| {
+            let mut bytes = (issuer.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(issuer.as_bytes());
+            bytes.extend_from_slice(id.as_bytes());
+            bytes
+        };
+        let long = "x".repeat(INLINE_ENCODING);
+        for (issuer, id) in [("https://idp", "jti-1"), ("https://idp", long.as_str())] {
+            assert_eq!(
+                fingerprint(issuer, id),
+                xxh3_128_with_seed(&encoding(issuer, id), *SEED),
+                "{} bytes",
+                id.len()
+            );
+        }
+        let revoked = revocation(RevocationKind::Token, &long, NOW);
+        let set = RevocationSet::from_revocations([revoked], NOW);
+        let mut token = alice(None);
+        token.token_id = &long;
+        assert_eq!(set.covering(&token, NOW), Some(RevocationKind::Token));
+        let near = format!("{}y", &long[1..]);
+        token.token_id = &near;
+        assert_eq!(set.covering(&token, NOW), None);
     }
 }
