@@ -27,6 +27,12 @@ use tokio::sync::{mpsc, watch};
 /// Name of the file created in the data directory.
 pub const FILE_NAME: &str = "revocations.redb";
 
+/// Most memory `redb` keeps for pages it has read or is about to write. Its default (1 GiB)
+/// would keep the whole file in memory once a snapshot has read it through, some 400 bytes
+/// per revocation held for nothing: Check never reads the store, and a snapshot reads each
+/// page once.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Name of the table mapping encoded keys (bytes) to the JSON of a revocation (bytes).
 pub const REVOCATIONS_TABLE: &str = "revocations";
 
@@ -97,7 +103,10 @@ impl EmbeddedStore {
         let cannot_open =
             |what: String| StoreError::Internal(format!("cannot open {}: {what}", path.display()));
         std::fs::create_dir_all(dir).map_err(|err| cannot_open(err.to_string()))?;
-        let db = Database::create(&path).map_err(|err| cannot_open(err.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|err| cannot_open(err.to_string()))?;
         let txn = db
             .begin_write()
             .map_err(|err| cannot_open(err.to_string()))?;
