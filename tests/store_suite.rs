@@ -4,8 +4,8 @@
 mod support;
 
 use jwt_revoker::revocation::{
-    Change, ChangeBatch, FeedPosition, Inserted, Revocation, RevocationKey, RevocationKind,
-    Snapshot, Store, StoreError,
+    Change, ChangeBatch, FeedPosition, Inserted, Revocation, RevocationKey, RevocationKind, Store,
+    StoreError,
 };
 use jwt_revoker::store::embedded::{EmbeddedOptions, EmbeddedStore, FILE_NAME, REVOCATIONS_TABLE};
 use jwt_revoker::store::redis::{RedisOptions, RedisStore};
@@ -30,6 +30,33 @@ fn token(id: &str) -> Revocation {
 
 fn revocation(key: RevocationKey, expires_at: u64) -> Revocation {
     Revocation::new(key, NOW, expires_at, "test").expect("valid revocation")
+}
+
+/// A snapshot collected whole.
+#[derive(Debug)]
+struct Snapshot {
+    /// The live revocations, in key order, each once.
+    revocations: Vec<Revocation>,
+    position: FeedPosition,
+}
+
+/// Takes a snapshot of `store`, collecting its pages as they come.
+async fn snapshot(store: &dyn Store, now: u64) -> Result<Snapshot, StoreError> {
+    let (pages, mut received) = tokio::sync::mpsc::channel(1);
+    let collect = async {
+        let mut revocations = Vec::new();
+        while let Some(page) = received.recv().await {
+            revocations.extend(page);
+        }
+        revocations
+    };
+    let (position, mut revocations) = tokio::join!(store.snapshot(now, pages), collect);
+    revocations.sort_by_cached_key(|revocation| revocation.key.encode());
+    revocations.dedup_by(|a, b| a.key == b.key);
+    Ok(Snapshot {
+        revocations,
+        position: position?,
+    })
 }
 
 /// How a test reaches below one store implementation.
@@ -209,7 +236,43 @@ store_suite!(
     remember_once_refuses_a_repeat_until_the_mark_expires,
     remember_once_lets_exactly_one_of_concurrent_callers_win,
     remember_once_marks_are_durable_and_not_in_the_feed,
+    a_snapshot_comes_in_pages,
+    a_snapshot_fails_when_its_receiver_goes_away,
 );
+
+/// More than two pages' worth arrive in several bounded pages, whole.
+async fn a_snapshot_comes_in_pages(backend: impl Backend) {
+    let store = backend.store();
+    let all: Vec<Revocation> = (0..2500).map(|i| token(&format!("t{i:04}"))).collect();
+    for revocation in &all {
+        store.insert(revocation, NOW).await.expect("insert");
+    }
+    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<Revocation>>(1);
+    let collect = async {
+        let mut sizes = Vec::new();
+        while let Some(page) = received.recv().await {
+            sizes.push(page.len());
+        }
+        sizes
+    };
+    let (position, sizes) = tokio::join!(store.snapshot(NOW, pages), collect);
+    position.expect("snapshot");
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    assert!(sizes.iter().all(|size| *size <= 2000), "{sizes:?}");
+    assert!(sizes.iter().sum::<usize>() >= all.len(), "{sizes:?}");
+    assert_eq!(
+        snapshot(store, NOW).await.expect("snapshot").revocations,
+        all
+    );
+}
+
+async fn a_snapshot_fails_when_its_receiver_goes_away(backend: impl Backend) {
+    let store = backend.store();
+    store.insert(&token("a"), NOW).await.expect("insert");
+    let (pages, received) = tokio::sync::mpsc::channel(1);
+    drop(received);
+    assert!(store.snapshot(NOW, pages).await.is_err());
+}
 
 async fn insert_then_get_returns_it(backend: impl Backend) {
     let store = backend.store();
@@ -243,7 +306,7 @@ async fn insert_that_covers_more_extends_the_live_one(backend: impl Backend) {
     let store = backend.store();
     let first = token("a");
     store.insert(&first, NOW).await.expect("insert");
-    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
     let mut longer = token("a");
     longer.expires_at += 100;
     longer.revoked_at += 5;
@@ -395,7 +458,7 @@ async fn expired_entries_are_never_returned_and_purge_deletes_them(backend: impl
     );
     let page = store.list(None, 10, at).await.expect("list");
     assert_eq!(page.revocations, vec![long.clone()]);
-    let snapshot = store.snapshot(at).await.expect("snapshot");
+    let snapshot = snapshot(store, at).await.expect("snapshot");
     assert_eq!(snapshot.revocations, vec![long.clone()]);
 
     assert_eq!(store.purge_expired(at).await.expect("purge"), 1);
@@ -444,7 +507,7 @@ async fn changes_after_a_snapshot_come_in_order(backend: impl Backend) {
     let Snapshot {
         revocations,
         position,
-    } = store.snapshot(NOW).await.expect("snapshot");
+    } = snapshot(store, NOW).await.expect("snapshot");
     assert_eq!(revocations, vec![a.clone()]);
 
     let b = token("b");
@@ -462,7 +525,7 @@ async fn changes_after_a_snapshot_come_in_order(backend: impl Backend) {
         ChangeBatch::Gap => panic!("unexpected gap"),
     }
     // A second snapshot starts where the feed is now, with the current set.
-    let snapshot = store.snapshot(NOW).await.expect("snapshot");
+    let snapshot = snapshot(store, NOW).await.expect("snapshot");
     assert_eq!(snapshot.revocations.len(), 1);
     assert!(matches!(
         store.changes(&snapshot.position, Duration::ZERO).await.expect("changes"),
@@ -474,7 +537,7 @@ async fn writes_that_change_nothing_add_nothing_to_the_feed(backend: impl Backen
     let store = backend.store();
     let a = token("a");
     store.insert(&a, NOW).await.expect("insert");
-    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
     store.insert(&a, NOW).await.expect("insert again");
     store
         .remove(&key(RevocationKind::Token, "missing"), NOW)
@@ -489,7 +552,7 @@ async fn writes_that_change_nothing_add_nothing_to_the_feed(backend: impl Backen
 
 async fn waiting_with_no_change_returns_an_empty_batch_after_the_wait(backend: impl Backend) {
     let store = backend.store();
-    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
     let started = Instant::now();
     let batch = store
         .changes(&position, Duration::from_millis(300))
@@ -509,7 +572,7 @@ async fn waiting_with_no_change_returns_an_empty_batch_after_the_wait(backend: i
 
 async fn a_waiting_reader_wakes_on_a_change(backend: impl Backend) {
     let store = backend.store();
-    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
     let a = token("a");
     let started = Instant::now();
     let (batch, inserted) =
@@ -530,9 +593,7 @@ async fn a_waiting_reader_wakes_on_a_change(backend: impl Backend) {
 
 async fn lost_feed_history_is_a_gap_and_a_fresh_snapshot_recovers(mut backend: impl Backend) {
     let a = token("a");
-    let position = backend
-        .store()
-        .snapshot(NOW)
+    let position = snapshot(backend.store(), NOW)
         .await
         .expect("snapshot")
         .position;
@@ -546,7 +607,7 @@ async fn lost_feed_history_is_a_gap_and_a_fresh_snapshot_recovers(mut backend: i
             .expect("changes"),
         ChangeBatch::Gap
     );
-    let snapshot = backend.store().snapshot(NOW).await.expect("snapshot");
+    let snapshot = snapshot(backend.store(), NOW).await.expect("snapshot");
     assert!(snapshot.revocations.contains(&a));
     let b = token("b");
     backend.store().insert(&b, NOW).await.expect("insert");
@@ -577,7 +638,7 @@ async fn extreme_limits_and_waits_are_safe(backend: impl Backend) {
     // A limit of 0 is taken as 1.
     let page = store.list(None, 0, NOW).await.expect("list");
     assert_eq!(page.revocations, all[..1].to_vec());
-    let position = store.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
     store.insert(&token("late"), NOW).await.expect("insert");
     let batch = store
         .changes(&position, Duration::MAX)
@@ -595,7 +656,7 @@ async fn a_corrupt_stored_value_is_skipped(mut backend: impl Backend) {
     assert_eq!(store.get(&all[2].key, NOW).await.expect("get"), None);
     let page = store.list(None, 10, NOW).await.expect("list");
     assert_eq!(page.revocations, vec![all[0].clone()]);
-    let snapshot = store.snapshot(NOW).await.expect("snapshot");
+    let snapshot = snapshot(store, NOW).await.expect("snapshot");
     assert_eq!(snapshot.revocations, vec![all[0].clone()]);
     store.purge_expired(NOW).await.expect("purge");
     // Recording the key again replaces the garbage.
@@ -663,9 +724,7 @@ async fn embedded_open_creates_the_directory_and_names_the_file_it_cannot_open()
 #[tokio::test]
 async fn embedded_position_from_a_previous_instance_is_a_gap() {
     let mut backend = Embedded::new().await;
-    let position = backend
-        .store()
-        .snapshot(NOW)
+    let position = snapshot(backend.store(), NOW)
         .await
         .expect("snapshot")
         .position;
@@ -743,9 +802,7 @@ async fn remember_once_lets_exactly_one_of_concurrent_callers_win(backend: impl 
 }
 
 async fn remember_once_marks_are_durable_and_not_in_the_feed(mut backend: impl Backend) {
-    let position = backend
-        .store()
-        .snapshot(NOW)
+    let position = snapshot(backend.store(), NOW)
         .await
         .expect("snapshot")
         .position;
@@ -774,9 +831,7 @@ async fn remember_once_marks_are_durable_and_not_in_the_feed(mut backend: impl B
         "the mark survives reopening"
     );
     assert!(
-        backend
-            .store()
-            .snapshot(NOW)
+        snapshot(backend.store(), NOW)
             .await
             .expect("snapshot")
             .revocations
@@ -798,9 +853,7 @@ async fn redis_down_gives_unavailable_and_recovers_when_it_is_back() {
     let mut backend = Redis::new().await;
     let a = token("a");
     backend.store.insert(&a, NOW).await.expect("insert");
-    let position = backend
-        .store
-        .snapshot(NOW)
+    let position = snapshot(&backend.store, NOW)
         .await
         .expect("snapshot")
         .position;
@@ -811,7 +864,7 @@ async fn redis_down_gives_unavailable_and_recovers_when_it_is_back() {
     assert_unavailable(store.get(&a.key, NOW).await, "get");
     assert_unavailable(store.remove(&a.key, NOW).await, "remove");
     assert_unavailable(store.list(None, 10, NOW).await, "list");
-    assert_unavailable(store.snapshot(NOW).await, "snapshot");
+    assert_unavailable(snapshot(store, NOW).await, "snapshot");
     assert_unavailable(
         store.changes(&position, Duration::from_millis(200)).await,
         "changes",
@@ -831,7 +884,7 @@ async fn redis_down_gives_unavailable_and_recovers_when_it_is_back() {
             .expect("changes"),
         ChangeBatch::Gap
     );
-    let snapshot = store.snapshot(NOW).await.expect("snapshot");
+    let snapshot = snapshot(store, NOW).await.expect("snapshot");
     assert_eq!(snapshot.revocations, vec![token("c")]);
 }
 
@@ -867,9 +920,7 @@ async fn redis_frozen_gives_unavailable_within_the_time_budget() {
     let backend = Redis { redis, store };
     let a = token("a");
     backend.store.insert(&a, NOW).await.expect("insert");
-    let position = backend
-        .store
-        .snapshot(NOW)
+    let position = snapshot(&backend.store, NOW)
         .await
         .expect("snapshot")
         .position;
@@ -878,7 +929,7 @@ async fn redis_frozen_gives_unavailable_within_the_time_budget() {
     let store = &backend.store;
     assert_unavailable(store.insert(&token("b"), NOW).await, "insert");
     assert_unavailable(store.get(&a.key, NOW).await, "get");
-    assert_unavailable(store.snapshot(NOW).await, "snapshot");
+    assert_unavailable(snapshot(store, NOW).await, "snapshot");
     assert_unavailable(
         store.changes(&position, Duration::from_millis(100)).await,
         "changes",
@@ -1011,7 +1062,7 @@ async fn redis_hash_indexes_and_feed_agree_after_many_operations() {
 async fn redis_a_second_client_follows_the_same_feed() {
     let backend = Redis::new().await;
     let other = Redis::connect(&backend.redis).await;
-    let position = other.snapshot(NOW).await.expect("snapshot").position;
+    let position = snapshot(&other, NOW).await.expect("snapshot").position;
     let a = token("a");
     backend.store.insert(&a, NOW).await.expect("insert");
     let (changes, _) = read_changes(&other, &position, 1).await;
@@ -1026,9 +1077,7 @@ async fn redis_a_wiped_database_is_a_gap() {
         .insert(&token("a"), NOW)
         .await
         .expect("insert");
-    let position = backend
-        .store
-        .snapshot(NOW)
+    let position = snapshot(&backend.store, NOW)
         .await
         .expect("snapshot")
         .position;
@@ -1052,11 +1101,11 @@ async fn redis_a_wiped_database_is_a_gap() {
 async fn redis_a_partly_trimmed_feed_is_a_gap_only_for_positions_before_the_trim() {
     let backend = Redis::new().await;
     let store = &backend.store;
-    let start = store.snapshot(NOW).await.expect("snapshot").position;
+    let start = snapshot(store, NOW).await.expect("snapshot").position;
     let mut positions = vec![start];
     for id in ["a", "b", "c"] {
         store.insert(&token(id), NOW).await.expect("insert");
-        positions.push(store.snapshot(NOW).await.expect("snapshot").position);
+        positions.push(snapshot(store, NOW).await.expect("snapshot").position);
     }
     // Following the feed lands on the same position as a snapshot taken at the same point.
     let (changes, followed) = read_changes(store, &positions[0], 3).await;

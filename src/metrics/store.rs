@@ -4,8 +4,7 @@
 //! entry they skip (`jwt_revoker_store_entries_skipped_total`).
 
 use crate::revocation::{
-    ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
-    StoreError,
+    ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Store, StoreError,
 };
 use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -97,8 +97,12 @@ impl Store for MeteredStore {
         self.count("list", self.inner.list(after, limit, now).await)
     }
 
-    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
-        self.count("snapshot", self.inner.snapshot(now).await)
+    async fn snapshot(
+        &self,
+        now: u64,
+        pages: mpsc::Sender<Vec<Revocation>>,
+    ) -> Result<FeedPosition, StoreError> {
+        self.count("snapshot", self.inner.snapshot(now, pages).await)
     }
 
     async fn changes(

@@ -4,14 +4,14 @@
 //! configured policy once it is too stale.
 
 use super::set::{RevocationSet, TokenIdentity};
-use super::store::{ChangeBatch, Store};
-use super::{Change, Revocation, RevocationKind};
+use super::store::{ChangeBatch, FeedPosition, Store, StoreError};
+use super::{Change, RevocationKind};
 use crate::clock::unix_now;
 use crate::config::{ReplicaConfig, StalePolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
@@ -66,6 +66,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often expired revocations are dropped from memory (Check ignores them meanwhile).
 const MEMORY_PURGE_EVERY: Duration = Duration::from_secs(5);
 const STORE_PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Snapshot pages read but not yet added to the set being built; with the one being read
+/// and the one being added, this bounds the memory a snapshot takes on top of the sets.
+const SNAPSHOT_PAGES_QUEUED: usize = 2;
+
+/// Why a snapshot could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("building the set failed: {0}")]
+    Build(#[from] JoinError),
+}
 
 /// Wall-clock Unix seconds.
 type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -206,17 +218,33 @@ impl Replica {
         set
     }
 
-    /// Replaces the set with one built from a snapshot. Building it and dropping the old
-    /// one (a million entries take a while) happen off the async workers and outside the
-    /// lock: Check waits only for the swap itself.
-    async fn load(&self, revocations: Vec<Revocation>) -> Result<usize, JoinError> {
+    /// Replaces the set with one built from a snapshot of `store`; returns how many
+    /// revocations it holds and the feed position to tail from. The store's pages are added
+    /// to a new set as they arrive, off the async workers and outside the lock, and the old
+    /// set (a million entries take a while) is dropped off the async workers too: Check
+    /// waits only for the swap itself.
+    async fn load(&self, store: &dyn Store) -> Result<(usize, FeedPosition), LoadError> {
         let now = (self.clock)();
-        let build = move || RevocationSet::from_revocations(revocations, now);
-        let set = tokio::task::spawn_blocking(build).await?;
+        let (pages, mut received) = mpsc::channel(SNAPSHOT_PAGES_QUEUED);
+        let build = move || {
+            let revocations = std::iter::from_fn(|| received.blocking_recv()).flatten();
+            RevocationSet::from_revocations(revocations, now)
+        };
+        let built = tokio::task::spawn_blocking(build);
+        // `pages` goes with the snapshot: when it ends, the build does.
+        let position = store.snapshot(now, pages).await;
+        let set = built.await?;
+        let position = match position {
+            Ok(position) => position,
+            Err(error) => {
+                drop_off_workers(set);
+                return Err(error.into());
+            }
+        };
         let len = set.len();
         let old = std::mem::replace(&mut *self.write_set(), set);
-        drop(tokio::task::spawn_blocking(move || drop(old)));
-        Ok(len)
+        drop_off_workers(old);
+        Ok((len, position))
     }
 
     /// Drops expired revocations from memory, when any may be due: the scan of every entry
@@ -257,16 +285,9 @@ impl Replica {
         let mut last_store_purge = Instant::now();
         loop {
             let started = Instant::now();
-            let snapshot = tokio::select! {
+            let loaded = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                snapshot = store.snapshot((self.clock)()) => snapshot,
-            };
-            let loaded = match snapshot {
-                Ok(snapshot) => match self.load(snapshot.revocations).await {
-                    Ok(revocations) => Ok((revocations, snapshot.position)),
-                    Err(error) => Err(error.to_string()),
-                },
-                Err(error) => Err(error.to_string()),
+                loaded = self.load(&*store) => loaded,
             };
             let mut position = match loaded {
                 Ok((revocations, position)) => {
@@ -370,6 +391,11 @@ impl Replica {
     }
 }
 
+/// Drops a set on a blocking thread: freeing a million entries takes a while.
+fn drop_off_workers(set: RevocationSet) {
+    drop(tokio::task::spawn_blocking(move || drop(set)));
+}
+
 /// Sleeps for `duration`; returns true if shutdown was requested meanwhile.
 async fn sleep_or_stop(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -385,9 +411,7 @@ mod tests {
     //! back so that the feed moves on without the replica.
 
     use super::*;
-    use crate::revocation::{
-        ChangeBatch, FeedPosition, Inserted, Page, RevocationKey, Snapshot, StoreError,
-    };
+    use crate::revocation::{Inserted, Page, Revocation, RevocationKey};
     use crate::store::{EmbeddedOptions, EmbeddedStore};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -437,10 +461,14 @@ mod tests {
             self.unavailable()?;
             self.inner.list(after, limit, now).await
         }
-        async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
+        async fn snapshot(
+            &self,
+            now: u64,
+            pages: mpsc::Sender<Vec<Revocation>>,
+        ) -> Result<FeedPosition, StoreError> {
             self.unavailable()?;
             self.snapshots.fetch_add(1, Ordering::SeqCst);
-            self.inner.snapshot(now).await
+            self.inner.snapshot(now, pages).await
         }
         async fn changes(
             &self,

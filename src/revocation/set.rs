@@ -1,14 +1,25 @@
 //! The in-memory revocation set that Check consults: every live revocation, indexed so that
 //! one lookup per kind answers whether a token is covered, with no allocation and no
 //! dependence on how many revocations there are.
+//!
+//! To keep a million revocations in a few tens of megabytes, the set does not hold the
+//! issuers and identifiers themselves: each revocation is keyed by a 128-bit fingerprint of
+//! its issuer and identifier, in one table per kind. The fingerprint is XXH3-128 of the
+//! XXH3-128 digests of the issuer and of the identifier, every hash seeded at random once per
+//! process: two fixed-size digests side by side, so no two distinct pairs share an encoding
+//! (`"ab"`, `"c"` and `"a"`, `"bc"` differ), and a token's issuer is hashed once for its four
+//! lookups. A revoked key always finds its own fingerprint, so a revocation is never missed.
+//! Two distinct keys with the same fingerprint can only make a token that is not revoked
+//! look revoked (a false deny); with `n` revocations of a kind, a lookup does so with
+//! probability about `n / 2^128`, some 3·10⁻³³ at a million.
 
 use super::model::{Revocation, RevocationKey, RevocationKind};
 use super::store::Change;
-use std::collections::HashMap;
-
-/// The maps' hasher: foldhash, several times faster than SipHash on short identifiers,
-/// seeded at random per process.
-type Hasher = foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// What a token presents for the revocation lookup, borrowed from its verified claims.
 #[derive(Debug, Clone, Copy)]
@@ -33,10 +44,38 @@ struct Entry {
     expires_at: u64,
 }
 
-/// The revocations of one issuer, one map per kind.
-#[derive(Debug, Default)]
-struct IssuerRevocations {
-    by_kind: [HashMap<Box<str>, Entry, Hasher>; 4],
+/// The fingerprints' seed, drawn once per process so that every set agrees on them.
+static SEED: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(0_u8));
+
+/// The seeded XXH3-128 digest of an issuer or an identifier.
+fn digest(text: &str) -> u128 {
+    xxh3_128_with_seed(text.as_bytes(), *SEED)
+}
+
+/// The fingerprint of an identifier of the issuer whose [`digest`] is `issuer`.
+fn fingerprint(issuer: u128, id: &str) -> u128 {
+    let mut pair = [0_u8; 32];
+    pair[..16].copy_from_slice(&issuer.to_le_bytes());
+    pair[16..].copy_from_slice(&digest(id).to_le_bytes());
+    xxh3_128_with_seed(&pair, *SEED)
+}
+
+fn key_fingerprint(key: &RevocationKey) -> u128 {
+    fingerprint(digest(&key.issuer), &key.id)
+}
+
+/// The table's hash of a fingerprint, which is already uniform: its low 64 bits.
+fn table_hash(fingerprint: u128) -> u64 {
+    fingerprint as u64
+}
+
+/// The revocations of one kind: fingerprint and entry.
+type Table = HashTable<(u128, Entry)>;
+
+fn find(table: &Table, fingerprint: u128) -> Option<&Entry> {
+    table
+        .find(table_hash(fingerprint), |(key, _)| *key == fingerprint)
+        .map(|(_, entry)| entry)
 }
 
 fn slot(kind: RevocationKind) -> usize {
@@ -48,20 +87,20 @@ fn slot(kind: RevocationKind) -> usize {
     }
 }
 
-/// What a scan for expired revocations found.
+/// What a scan for expired revocations found, to pass to
+/// [`RevocationSet::remove_expired`].
 #[derive(Debug)]
 pub struct Expired {
-    /// The expired revocations.
-    pub keys: Vec<RevocationKey>,
+    /// The fingerprints of the expired revocations, by kind.
+    keys: [Vec<u128>; 4],
     /// When the earliest of the others expires (`u64::MAX` if none).
     pub next_expiry: u64,
 }
 
-/// Every live revocation, by issuer and kind.
+/// Every live revocation, by kind and fingerprint of issuer and identifier.
 #[derive(Debug)]
 pub struct RevocationSet {
-    issuers: HashMap<Box<str>, IssuerRevocations, Hasher>,
-    len: usize,
+    by_kind: [Table; 4],
     /// No revocation expires before this (Unix seconds), so purging earlier finds nothing.
     next_expiry: u64,
 }
@@ -69,8 +108,7 @@ pub struct RevocationSet {
 impl Default for RevocationSet {
     fn default() -> Self {
         Self {
-            issuers: HashMap::default(),
-            len: 0,
+            by_kind: Default::default(),
             next_expiry: u64::MAX,
         }
     }
@@ -95,23 +133,17 @@ impl RevocationSet {
 
     /// How many revocations it holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.by_kind.iter().map(Table::len).sum()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.by_kind.iter().all(Table::is_empty)
     }
 
     /// How many revocations of each kind it holds, in [`RevocationKind::ALL`] order.
     pub fn len_by_kind(&self) -> [usize; 4] {
-        let mut counts = [0; 4];
-        for issuer in self.issuers.values() {
-            for (count, map) in counts.iter_mut().zip(&issuer.by_kind) {
-                *count += map.len();
-            }
-        }
-        counts
+        self.by_kind.each_ref().map(Table::len)
     }
 
     /// Applies one change from the feed (idempotent).
@@ -125,34 +157,32 @@ impl RevocationSet {
     /// Adds or replaces a revocation.
     pub fn insert(&mut self, revocation: &Revocation) {
         let key = &revocation.key;
-        let map = &mut self
-            .issuers
-            .entry(key.issuer.as_str().into())
-            .or_default()
-            .by_kind[slot(key.kind)];
+        let fingerprint = key_fingerprint(key);
         let entry = Entry {
             revoked_at: revocation.revoked_at,
             expires_at: revocation.expires_at,
         };
-        if map.insert(key.id.as_str().into(), entry).is_none() {
-            self.len += 1;
+        let table = &mut self.by_kind[slot(key.kind)];
+        match table.entry(
+            table_hash(fingerprint),
+            |(key, _)| *key == fingerprint,
+            |(key, _)| table_hash(*key),
+        ) {
+            Slot::Occupied(mut occupied) => occupied.get_mut().1 = entry,
+            Slot::Vacant(vacant) => {
+                vacant.insert((fingerprint, entry));
+            }
         }
         self.next_expiry = self.next_expiry.min(entry.expires_at);
     }
 
     /// Removes a revocation if present.
     pub fn remove(&mut self, key: &RevocationKey) {
-        let Some(issuer) = self.issuers.get_mut(key.issuer.as_str()) else {
-            return;
-        };
-        if issuer.by_kind[slot(key.kind)]
-            .remove(key.id.as_str())
-            .is_some()
+        let fingerprint = key_fingerprint(key);
+        if let Ok(occupied) = self.by_kind[slot(key.kind)]
+            .find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
         {
-            self.len -= 1;
-        }
-        if issuer.by_kind.iter().all(HashMap::is_empty) {
-            self.issuers.remove(key.issuer.as_str());
+            occupied.remove();
         }
     }
 
@@ -166,21 +196,15 @@ impl RevocationSet {
     /// (of every entry) can run under a shared lock while Check keeps reading.
     pub fn expired(&self, now: u64) -> Expired {
         let mut expired = Expired {
-            keys: Vec::new(),
+            keys: Default::default(),
             next_expiry: u64::MAX,
         };
-        for (issuer, revocations) in &self.issuers {
-            for (kind, map) in RevocationKind::ALL.into_iter().zip(&revocations.by_kind) {
-                for (id, entry) in map {
-                    if entry.expires_at > now {
-                        expired.next_expiry = expired.next_expiry.min(entry.expires_at);
-                        continue;
-                    }
-                    expired.keys.push(RevocationKey {
-                        issuer: issuer.to_string(),
-                        kind,
-                        id: id.to_string(),
-                    });
+        for (keys, table) in expired.keys.iter_mut().zip(&self.by_kind) {
+            for (fingerprint, entry) in table {
+                if entry.expires_at > now {
+                    expired.next_expiry = expired.next_expiry.min(entry.expires_at);
+                } else {
+                    keys.push(*fingerprint);
                 }
             }
         }
@@ -195,19 +219,19 @@ impl RevocationSet {
     /// ignores it once expired).
     pub fn remove_expired(&mut self, expired: &Expired, now: u64) -> usize {
         self.next_expiry = expired.next_expiry;
-        let keys = &expired.keys;
-        let before = self.len;
-        for key in keys {
-            let expired = self
-                .issuers
-                .get(key.issuer.as_str())
-                .and_then(|issuer| issuer.by_kind[slot(key.kind)].get(key.id.as_str()))
-                .is_some_and(|entry| entry.expires_at <= now);
-            if expired {
-                self.remove(key);
+        let mut removed = 0;
+        for (table, keys) in self.by_kind.iter_mut().zip(&expired.keys) {
+            for &fingerprint in keys {
+                if let Ok(occupied) =
+                    table.find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
+                    && occupied.get().1.expires_at <= now
+                {
+                    occupied.remove();
+                    removed += 1;
+                }
             }
         }
-        before - self.len
+        removed
     }
 
     /// The kind of the first live revocation that covers the token, if any.
@@ -216,7 +240,10 @@ impl RevocationSet {
     /// revocations cover tokens issued (`iat`) at or before the revocation, and tokens
     /// without `iat`.
     pub fn covering(&self, token: &TokenIdentity<'_>, now: u64) -> Option<RevocationKind> {
-        let issuer = self.issuers.get(token.issuer)?;
+        if self.is_empty() {
+            return None;
+        }
+        let issuer = digest(token.issuer);
         let ids = [
             Some(token.token_id),
             token.session,
@@ -226,8 +253,12 @@ impl RevocationSet {
         RevocationKind::ALL
             .into_iter()
             .zip(ids)
-            .find(|(kind, id)| {
-                let Some(entry) = id.and_then(|id| issuer.by_kind[slot(*kind)].get(id)) else {
+            .zip(&self.by_kind)
+            .find(|((kind, id), table)| {
+                let Some(id) = id.filter(|_| !table.is_empty()) else {
+                    return false;
+                };
+                let Some(entry) = find(table, fingerprint(issuer, id)) else {
                     return false;
                 };
                 if entry.expires_at <= now {
@@ -236,7 +267,7 @@ impl RevocationSet {
                 !kind.covers_by_issue_time()
                     || token.issued_at.is_none_or(|iat| iat <= entry.revoked_at)
             })
-            .map(|(kind, _)| kind)
+            .map(|((kind, _), _)| kind)
     }
 }
 
@@ -322,7 +353,7 @@ mod tests {
         assert!(!set.may_have_expired(NOW + 3599));
         assert!(set.may_have_expired(NOW + 3600));
         let expired = set.expired(NOW + 3600);
-        assert_eq!(expired.keys.len(), 1);
+        assert_eq!(expired.keys.iter().map(Vec::len).sum::<usize>(), 1);
         assert_eq!(expired.next_expiry, u64::MAX);
         assert_eq!(set.remove_expired(&expired, NOW + 3600), 1);
         assert!(set.is_empty());
@@ -358,5 +389,23 @@ mod tests {
         set.apply(&Change::Delete(key));
         assert!(set.is_empty());
         assert_eq!(set.covering(&alice(None), NOW), None);
+    }
+
+    #[test]
+    fn issuer_and_id_boundaries_cannot_collide() {
+        assert_ne!(
+            fingerprint(digest("ab"), "c"),
+            fingerprint(digest("a"), "bc")
+        );
+        let key = RevocationKey::new("ab", RevocationKind::Token, "c").expect("key");
+        let set = RevocationSet::from_revocations(
+            [Revocation::new(key, NOW, NOW + 3600, "").expect("revocation")],
+            NOW,
+        );
+        let mut shifted = alice(None);
+        (shifted.issuer, shifted.token_id) = ("a", "bc");
+        assert_eq!(set.covering(&shifted, NOW), None);
+        (shifted.issuer, shifted.token_id) = ("ab", "c");
+        assert_eq!(set.covering(&shifted, NOW), Some(RevocationKind::Token));
     }
 }

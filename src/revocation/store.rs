@@ -5,6 +5,7 @@
 use super::model::{Revocation, RevocationKey};
 use async_trait::async_trait;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The receiver of a [`Store::snapshot`] went away before the last page was sent.
+    pub(crate) fn snapshot_abandoned() -> Self {
+        Self::Internal("the receiver of the snapshot went away".to_owned())
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
@@ -50,18 +56,6 @@ pub enum Change {
 /// A position in the change feed, opaque outside the store that issued it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FeedPosition(pub String);
-
-/// Every live revocation, and the feed position to tail from so that nothing is missed.
-///
-/// The position is taken *before* the revocations are read, so replaying changes after it
-/// may repeat some already in the snapshot; applying a change is idempotent.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The live revocations.
-    pub revocations: Vec<Revocation>,
-    /// Where to tail the feed from.
-    pub position: FeedPosition,
-}
 
 /// The answer to [`Store::changes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +98,18 @@ pub trait Store: Send + Sync + 'static {
     /// Live revocations in key order, starting after the cursor `after`, at most `limit`.
     async fn list(&self, after: Option<&str>, limit: usize, now: u64) -> Result<Page, StoreError>;
 
-    /// Every live revocation and the feed position to tail from.
-    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError>;
+    /// Sends every live revocation into `pages`, a page (of about a thousand) at a time,
+    /// waiting while the channel is full, so that a snapshot of any size holds only a few
+    /// pages in memory; returns the feed position to tail from so that nothing is missed.
+    ///
+    /// The position is taken *before* the revocations are read, so replaying changes after
+    /// it may repeat some already in the snapshot, and a revocation may also be sent twice;
+    /// applying a change is idempotent. Fails if `pages` closes before the last page is sent.
+    async fn snapshot(
+        &self,
+        now: u64,
+        pages: mpsc::Sender<Vec<Revocation>>,
+    ) -> Result<FeedPosition, StoreError>;
 
     /// Changes after `position`, waiting up to `wait` for the first one to arrive.
     async fn changes(

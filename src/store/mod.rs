@@ -14,6 +14,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+/// Most revocations in one page of a snapshot (the Redis store's pages hold as many as one
+/// `HSCAN` returns, about this many).
+const SNAPSHOT_PAGE: usize = 1000;
 /// Most changes returned by one call to `changes`.
 const MAX_CHANGES_PER_BATCH: usize = 1000;
 /// Longest wait of one call to `changes`; a longer one returns an empty batch earlier.

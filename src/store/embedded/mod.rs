@@ -10,10 +10,9 @@
 
 mod feed;
 
-use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
+use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, SNAPSHOT_PAGE, random_u64};
 use crate::revocation::{
-    Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
-    StoreError,
+    Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Store, StoreError,
 };
 use async_trait::async_trait;
 use feed::Feed;
@@ -23,10 +22,16 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Name of the file created in the data directory.
 pub const FILE_NAME: &str = "revocations.redb";
+
+/// Most memory `redb` keeps for pages it has read or is about to write. Its default (1 GiB)
+/// would keep the whole file in memory once a snapshot has read it through, some 400 bytes
+/// per revocation held for nothing: Check never reads the store, and a snapshot reads each
+/// page once.
+const CACHE_BYTES: usize = 16 << 20;
 
 /// Name of the table mapping encoded keys (bytes) to the JSON of a revocation (bytes).
 pub const REVOCATIONS_TABLE: &str = "revocations";
@@ -98,7 +103,10 @@ impl EmbeddedStore {
         let cannot_open =
             |what: String| StoreError::Internal(format!("cannot open {}: {what}", path.display()));
         std::fs::create_dir_all(dir).map_err(|err| cannot_open(err.to_string()))?;
-        let db = Database::create(&path).map_err(|err| cannot_open(err.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|err| cannot_open(err.to_string()))?;
         let txn = db
             .begin_write()
             .map_err(|err| cannot_open(err.to_string()))?;
@@ -163,8 +171,12 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
-        self.run(move |inner| inner.snapshot(now)).await
+    async fn snapshot(
+        &self,
+        now: u64,
+        pages: mpsc::Sender<Vec<Revocation>>,
+    ) -> Result<FeedPosition, StoreError> {
+        self.run(move |inner| inner.snapshot(now, &pages)).await
     }
 
     async fn changes(
@@ -369,7 +381,13 @@ impl Inner {
         })
     }
 
-    fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
+    /// Reads every live revocation in one read transaction, sending them into `pages` as it
+    /// goes (this runs on a blocking thread, which waits while the channel is full).
+    fn snapshot(
+        &self,
+        now: u64,
+        pages: &mpsc::Sender<Vec<Revocation>>,
+    ) -> Result<FeedPosition, StoreError> {
         // Writers commit and publish under the writer lock, so this read sees exactly the
         // changes up to `position`.
         let (position, txn) = {
@@ -378,19 +396,27 @@ impl Inner {
             (self.lock_feed().position(), txn)
         };
         let revocations = txn.open_table(REVOCATIONS).map_err(|err| self.error(err))?;
-        let mut live = Vec::new();
+        let mut page = Vec::with_capacity(SNAPSHOT_PAGE);
         for entry in revocations.iter().map_err(|err| self.error(err))? {
             let (key, value) = entry.map_err(|err| self.error(err))?;
             if let Some(revocation) = self.parse_entry(key.value(), value.value())
                 && !revocation.is_expired(now)
             {
-                live.push(revocation);
+                page.push(revocation);
+            }
+            if page.len() == SNAPSHOT_PAGE {
+                let full = std::mem::replace(&mut page, Vec::with_capacity(SNAPSHOT_PAGE));
+                pages
+                    .blocking_send(full)
+                    .map_err(|_| StoreError::snapshot_abandoned())?;
             }
         }
-        Ok(Snapshot {
-            revocations: live,
-            position,
-        })
+        if !page.is_empty() {
+            pages
+                .blocking_send(page)
+                .map_err(|_| StoreError::snapshot_abandoned())?;
+        }
+        Ok(position)
     }
 
     fn is_remembered(&self, mark: &str, now: u64) -> Result<bool, StoreError> {

@@ -23,10 +23,9 @@
 mod feed;
 mod scripts;
 
-use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, random_u64};
+use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, SNAPSHOT_PAGE, random_u64};
 use crate::revocation::{
-    Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Snapshot, Store,
-    StoreError,
+    Change, ChangeBatch, FeedPosition, Inserted, Page, Revocation, RevocationKey, Store, StoreError,
 };
 use async_trait::async_trait;
 use feed::{FeedState, Position, StreamPos};
@@ -34,16 +33,16 @@ use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How many expired entries each write also purges.
 const PURGE_PER_WRITE: usize = 100;
 /// How many expired entries one purge step deletes.
 const PURGE_PER_STEP: usize = 1000;
-/// How many hash fields or index keys one read asks for.
+/// How many index keys one read of a listing asks for.
 const SCAN_COUNT: usize = 1000;
 
 /// Connection settings of the Redis store.
@@ -463,7 +462,11 @@ impl Store for RedisStore {
         })
     }
 
-    async fn snapshot(&self, now: u64) -> Result<Snapshot, StoreError> {
+    async fn snapshot(
+        &self,
+        now: u64,
+        pages: mpsc::Sender<Vec<Revocation>>,
+    ) -> Result<FeedPosition, StoreError> {
         // The position first: changes made while scanning are replayed after it.
         let head = self
             .feed_state(Some(format!("{:016x}", random_u64())))
@@ -474,7 +477,8 @@ impl Store for RedisStore {
             count: head.entries_added,
         }
         .to_feed();
-        let mut live = BTreeMap::new();
+        // One `HSCAN` page at a time, handed over before the next is read. `HSCAN` may
+        // return a field twice, which the receiver applies idempotently.
         let mut cursor = "0".to_owned();
         loop {
             let mut conn = self.conn.clone();
@@ -484,11 +488,12 @@ impl Store for RedisStore {
                         .arg(&self.keys.rev)
                         .arg(&cursor)
                         .arg("COUNT")
-                        .arg(SCAN_COUNT)
+                        .arg(SNAPSHOT_PAGE)
                         .query_async(&mut conn)
                         .await
                 })
                 .await?;
+            let mut page = Vec::with_capacity(fields.len() / 2);
             for pair in fields.chunks_exact(2) {
                 let Ok(key) = std::str::from_utf8(&pair[0]) else {
                     tracing::warn!(location = %self.location, "skipping entry with a non-UTF-8 key");
@@ -498,19 +503,22 @@ impl Store for RedisStore {
                 if let Some(revocation) = self.parse(key, &pair[1])
                     && !revocation.is_expired(now)
                 {
-                    // HSCAN may return a field twice.
-                    live.insert(key.to_owned(), revocation);
+                    page.push(revocation);
                 }
+            }
+            drop(fields); // Not held while waiting for the receiver.
+            if !page.is_empty() {
+                pages
+                    .send(page)
+                    .await
+                    .map_err(|_| StoreError::snapshot_abandoned())?;
             }
             if next == "0" {
                 break;
             }
             cursor = next;
         }
-        Ok(Snapshot {
-            revocations: live.into_values().collect(),
-            position,
-        })
+        Ok(position)
     }
 
     async fn changes(
