@@ -48,7 +48,7 @@ impl LogoutRoutes {
 
     /// What the route matching `request` for `token`'s issuer revokes, if any.
     fn route_for(&self, request: &CheckedRequest, token: &VerifiedToken) -> Option<LogoutRevoke> {
-        self.matching(request.method(), request.path(), &token.claims.iss)
+        self.matching(&request.method(), &request.path(), &token.claims.iss)
     }
 
     /// Whether `request` is on a logout route for `token`'s issuer.

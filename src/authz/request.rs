@@ -9,6 +9,8 @@
 
 use crate::token::HeaderSource;
 use bytes::Bytes;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// `envoy.service.auth.v3.CheckRequest`, as far as Check reads it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -75,14 +77,15 @@ pub struct CheckedRequest {
 }
 
 impl CheckedRequest {
-    /// The request's method (empty if Envoy sent none, or it was not UTF-8).
-    pub fn method(&self) -> &str {
-        std::str::from_utf8(&self.method).unwrap_or_default()
+    /// The request's method (bytes that are not UTF-8 read as U+FFFD).
+    pub fn method(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.method)
     }
 
-    /// The request's path, with its query string (empty if none, or not UTF-8).
-    pub fn path(&self) -> &str {
-        std::str::from_utf8(&self.path).unwrap_or_default()
+    /// The request's path with its query string (bytes that are not UTF-8 read as U+FFFD,
+    /// so that stray bytes in the query cannot hide the path from a logout route).
+    pub fn path(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.path)
     }
 
     /// The request's headers.
@@ -112,9 +115,10 @@ impl From<CheckRequestView> for CheckedRequest {
     }
 }
 
-/// A request's headers: lowercase names, one entry per name (repeated headers joined with
-/// `,`), values valid UTF-8. Looked up by a scan: a request has few headers, and Check reads
-/// at most three.
+/// A request's headers: lowercase names, values valid UTF-8, repeated `header_map` entries
+/// joined with `,` (the `headers` map has each name once; should a name repeat anyway, the
+/// first wins). Looked up by a scan: Envoy sends at most about a hundred headers, and Check
+/// reads at most three.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHeaders {
     entries: Vec<HeaderEntry>,
@@ -147,30 +151,43 @@ impl RequestHeaders {
     }
 
     /// From `header_map`: a name may repeat (joined here with `,`, as in the `headers` map),
-    /// and a value may come as `raw_value` bytes.
+    /// and a value may come as `raw_value` bytes. Linear in the number of entries, however
+    /// many a hostile caller sends.
     fn from_header_map(entries: Vec<HeaderEntry>) -> Self {
-        let mut headers = Self {
-            entries: Vec::with_capacity(entries.len()),
-        };
+        let mut index: HashMap<Bytes, usize> = HashMap::with_capacity(entries.len());
+        let mut values: Vec<(Bytes, Vec<Bytes>)> = Vec::with_capacity(entries.len());
         for mut entry in entries {
             lowercase(&mut entry.key);
-            if !entry.raw_value.is_empty() {
-                entry.value = std::mem::take(&mut entry.raw_value);
-            }
-            utf8(&mut entry.value);
-            match headers.position(&entry.key) {
-                Some(index) => {
-                    let existing = &mut headers.entries[index].value;
-                    let mut joined = Vec::with_capacity(existing.len() + 1 + entry.value.len());
-                    joined.extend_from_slice(existing);
-                    joined.push(b',');
-                    joined.extend_from_slice(&entry.value);
-                    *existing = Bytes::from(joined);
+            let value = if entry.raw_value.is_empty() {
+                entry.value
+            } else {
+                entry.raw_value
+            };
+            match index.get(&entry.key) {
+                Some(&at) => values[at].1.push(value),
+                None => {
+                    index.insert(entry.key.clone(), values.len());
+                    values.push((entry.key, vec![value]));
                 }
-                None => headers.entries.push(entry),
             }
         }
-        headers
+        let entries = values
+            .into_iter()
+            .map(|(key, mut parts)| {
+                let mut value = if parts.len() == 1 {
+                    parts.swap_remove(0)
+                } else {
+                    Bytes::from(parts.join(&b","[..]))
+                };
+                utf8(&mut value);
+                HeaderEntry {
+                    key,
+                    value,
+                    raw_value: Bytes::new(),
+                }
+            })
+            .collect();
+        Self { entries }
     }
 
     /// The first entry called `name`.
@@ -304,6 +321,7 @@ mod tests {
             .expect("empty message")
             .into();
         assert_eq!(request.method(), "");
+        assert_eq!(request.path(), "");
         assert_eq!(request.headers().header("authorization"), None);
     }
 
@@ -326,6 +344,37 @@ mod tests {
             raw_value: Bytes::new(),
         }]);
         assert_eq!(headers.header("cookie"), Some("a=\u{fffd}; token=abc"));
+    }
+
+    #[test]
+    fn a_path_with_bytes_that_are_not_utf8_keeps_its_readable_part() {
+        let http = HttpView {
+            method: Bytes::from_static(b"POST"),
+            path: Bytes::from_static(b"/logout?next=\xff"),
+            ..HttpView::default()
+        };
+        let view = CheckRequestView {
+            attributes: Some(AttributesView {
+                request: Some(RequestView { http: Some(http) }),
+            }),
+        };
+        let request = CheckedRequest::from(view);
+        assert_eq!(request.path(), "/logout?next=\u{fffd}");
+        assert_eq!(request.method(), "POST");
+    }
+
+    #[test]
+    fn a_header_map_with_many_entries_is_read_in_linear_time() {
+        let entries: Vec<HeaderEntry> = (0..200_000)
+            .map(|i| HeaderEntry {
+                key: Bytes::from(format!("x-{}", i % 50_000)),
+                value: Bytes::from_static(b"v"),
+                raw_value: Bytes::new(),
+            })
+            .collect();
+        let headers = RequestHeaders::from_header_map(entries);
+        assert_eq!(headers.entries.len(), 50_000);
+        assert_eq!(headers.header("x-7"), Some("v,v,v,v"));
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! XXH3-128 digests of the issuer and of the identifier, every hash seeded at random once per
 //! process: two fixed-size digests side by side, so no two distinct pairs share an encoding
 //! (`"ab"`, `"c"` and `"a"`, `"bc"` differ), and a token's issuer is hashed once for its four
-//! lookups. A revoked key always finds its own fingerprint, so a revocation is never missed.
-//! Two distinct keys with the same fingerprint can only make a token that is not revoked
-//! look revoked (a false deny); with `n` revocations of a kind, a lookup does so with
-//! probability about `n / 2^128`, some 3·10⁻³³ at a million.
+//! lookups. A revoked key always finds its own fingerprint. Two distinct keys with the same
+//! fingerprint would share a slot: a token that is not revoked could look revoked, or a
+//! change to one key could overwrite or remove the other's entry (until the next resync).
+//! With the seed secret and `n` revocations of a kind, the chance is about `n / 2^128`, some
+//! 3·10⁻³³ at a million.
 
 use super::model::{Revocation, RevocationKey, RevocationKind};
 use super::store::Change;

@@ -32,7 +32,7 @@ struct Entry {
     generation: u64,
 }
 
-/// A bounded cache of verified tokens, keyed by the token string. Only verified tokens go in;
+/// A bounded cache of verified tokens, keyed by a fingerprint of the token string. Only verified tokens go in;
 /// an entry is never served after its token's `exp` (plus the leeway).
 pub struct VerifiedCache {
     /// `None` when disabled (capacity 0).
@@ -72,7 +72,8 @@ impl VerifiedCache {
             return None;
         }
         if self.expires_at(&entry.token) <= now || entry.generation != generation {
-            cache.remove(&key);
+            // Only this entry: another Check may have put a fresh one there meanwhile.
+            cache.remove_if(&key, |current| Arc::ptr_eq(current, &entry));
             return None;
         }
         Some(Arc::clone(&entry.token))

@@ -3,7 +3,6 @@
 
 use super::TokenError;
 use crate::config::TokenSources;
-use std::collections::HashMap;
 
 /// A request's headers, looked up by lowercase name; a repeated header's values are joined
 /// with `,` (as in Envoy's ext_authz header map).
@@ -12,7 +11,8 @@ pub trait HeaderSource {
     fn header(&self, name: &str) -> Option<&str>;
 }
 
-impl HeaderSource for HashMap<String, String> {
+#[cfg(test)]
+impl HeaderSource for std::collections::HashMap<String, String> {
     fn header(&self, name: &str) -> Option<&str> {
         self.get(name).map(String::as_str)
     }
@@ -128,6 +128,7 @@ fn trim_ows(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl";
 
