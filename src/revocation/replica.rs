@@ -9,7 +9,7 @@ use super::{Change, RevocationKind};
 use crate::clock::unix_now;
 use crate::config::{ReplicaConfig, StalePolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
@@ -91,6 +91,9 @@ pub struct Replica {
     /// Bumped whenever the set is about to change (under its lock), so that a lookup that
     /// found nothing at one generation still holds while the generation is unchanged.
     generation: AtomicU64,
+    /// While a snapshot loads: the changes applied locally meanwhile, which the snapshot may
+    /// have been read too early to hold, applied again to the new set before it goes live.
+    local_during_load: Mutex<Option<Vec<Change>>>,
     /// Wall-clock Unix seconds, for expiry (a parameter only so tests can move it).
     clock: Clock,
 }
@@ -117,6 +120,7 @@ impl Replica {
             epoch: Instant::now(),
             last_heard_ms: AtomicU64::new(NEVER),
             generation: AtomicU64::new(1),
+            local_during_load: Mutex::new(None),
             clock,
         }
     }
@@ -158,7 +162,18 @@ impl Replica {
     /// Applies a change this server just made durable, so it takes effect here at once
     /// (the feed will deliver it again; applying is idempotent).
     pub fn apply_local(&self, change: &Change) {
-        self.write_set().apply(change);
+        let mut set = self.write_set();
+        set.apply(change);
+        if let Some(log) = self.local_log().as_mut() {
+            log.push(change.clone());
+        }
+    }
+
+    /// The log of local changes kept while a snapshot loads.
+    fn local_log(&self) -> std::sync::MutexGuard<'_, Option<Vec<Change>>> {
+        self.local_during_load
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current health.
@@ -231,18 +246,28 @@ impl Replica {
             RevocationSet::from_revocations(revocations, now)
         };
         let built = tokio::task::spawn_blocking(build);
+        // A revocation this server makes from now on is in the store before `apply_local`
+        // applies it here, but the snapshot may have read past it already: keep a log.
+        let _logging = LocalLog::start(self);
         // `pages` goes with the snapshot: when it ends, the build does.
         let position = store.snapshot(now, pages).await;
-        let set = built.await?;
-        let position = match position {
-            Ok(position) => position,
-            Err(error) => {
+        let loaded = match (built.await, position) {
+            (Ok(set), Ok(position)) => Ok((set, position)),
+            (Ok(set), Err(error)) => {
                 drop_off_workers(set);
-                return Err(error.into());
+                Err(LoadError::from(error))
             }
+            (Err(error), _) => Err(LoadError::from(error)),
         };
+        let (mut set, position) = loaded?;
+        let mut current = self.write_set();
+        // Under the write lock, so no local change can slip between the log and the swap.
+        for change in self.local_log().take().into_iter().flatten() {
+            set.apply(&change);
+        }
         let len = set.len();
-        let old = std::mem::replace(&mut *self.write_set(), set);
+        let old = std::mem::replace(&mut *current, set);
+        drop(current);
         drop_off_workers(old);
         Ok((len, position))
     }
@@ -391,6 +416,23 @@ impl Replica {
     }
 }
 
+/// Keeps the log of local changes while a snapshot loads; ends it when dropped, also when
+/// the load fails or is cancelled.
+struct LocalLog<'a>(&'a Replica);
+
+impl<'a> LocalLog<'a> {
+    fn start(replica: &'a Replica) -> Self {
+        *replica.local_log() = Some(Vec::new());
+        Self(replica)
+    }
+}
+
+impl Drop for LocalLog<'_> {
+    fn drop(&mut self) {
+        *self.0.local_log() = None;
+    }
+}
+
 /// Drops a set on a blocking thread: freeing a million entries takes a while.
 fn drop_off_workers(set: RevocationSet) {
     drop(tokio::task::spawn_blocking(move || drop(set)));
@@ -423,6 +465,23 @@ mod tests {
         down: AtomicBool,
         hold: watch::Sender<bool>,
         snapshots: AtomicUsize,
+        /// While true, a snapshot that has read everything waits before it returns.
+        hold_snapshot: watch::Sender<bool>,
+        /// Notified when a snapshot has read everything.
+        snapshot_read: tokio::sync::Notify,
+    }
+
+    impl Switched {
+        fn new(inner: EmbeddedStore) -> Self {
+            Self {
+                inner,
+                down: AtomicBool::new(false),
+                hold: watch::Sender::new(false),
+                snapshots: AtomicUsize::new(0),
+                hold_snapshot: watch::Sender::new(false),
+                snapshot_read: tokio::sync::Notify::new(),
+            }
+        }
     }
 
     impl Switched {
@@ -468,7 +527,10 @@ mod tests {
         ) -> Result<FeedPosition, StoreError> {
             self.unavailable()?;
             self.snapshots.fetch_add(1, Ordering::SeqCst);
-            self.inner.snapshot(now, pages).await
+            let position = self.inner.snapshot(now, pages).await;
+            self.snapshot_read.notify_one();
+            let _ = self.hold_snapshot.subscribe().wait_for(|hold| !*hold).await;
+            position
         }
         async fn changes(
             &self,
@@ -527,12 +589,7 @@ mod tests {
                 },
             )
             .expect("open the embedded store");
-            let store = Arc::new(Switched {
-                inner,
-                down: AtomicBool::new(false),
-                hold: watch::Sender::new(false),
-                snapshots: AtomicUsize::new(0),
-            });
+            let store = Arc::new(Switched::new(inner));
             let base = unix_now();
             let start = Instant::now();
             let config = ReplicaConfig {
@@ -675,6 +732,32 @@ mod tests {
         })
         .await;
         fixture.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_local_change_made_while_a_snapshot_loads_survives_the_swap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Switched::new(EmbeddedStore::open(dir.path()).expect("open the store"));
+        store.hold_snapshot.send_replace(true);
+        let replica = Replica::new(ReplicaConfig {
+            max_staleness: MAX_STALENESS,
+            stale_policy: StalePolicy::Deny,
+            resync_interval: Duration::from_secs(600),
+        });
+        let now = unix_now();
+        // Revoked here after the snapshot has read the store, before its set goes live (the
+        // store write itself is left out: the snapshot has already read past it).
+        let revoke = async {
+            store.snapshot_read.notified().await;
+            let during = revocation("during", now, now + 3600);
+            replica.apply_local(&Change::Put(during));
+            store.hold_snapshot.send_replace(false);
+        };
+        let (loaded, ()) = tokio::join!(replica.load(&store), revoke);
+        assert_eq!(loaded.expect("loaded").0, 1);
+        replica.heard();
+        assert_eq!(replica.lookup(&identity("during"), now), REVOKED);
+        assert!(replica.local_log().is_none(), "the log ends with the load");
     }
 
     #[tokio::test(start_paused = true)]
