@@ -16,7 +16,9 @@
 //! the same whatever the server answers: each request is encoded once up front, and of each
 //! `CheckResponse` it reads only whether it carries an `ok_response` (a full decode would
 //! cost the generator more for a server whose allow carries claims than for one whose
-//! allow is empty, and lower that server's measured throughput for work it did not do). Tokens are minted with the fixture keys of `tests/fixtures/` (issuer
+//! allow is empty, and lower that server's measured throughput for work it did not do).
+//!
+//! Tokens are minted with the fixture keys of `tests/fixtures/` (issuer
 //! `https://issuer.test`, audience `api`), as a jwt-revoker trusting that JWKS accepts them.
 
 // The benchmarks' shared support module, for its tokens and Check requests.

@@ -32,8 +32,8 @@ struct Entry {
     generation: u64,
 }
 
-/// A bounded cache of verified tokens, keyed by a fingerprint of the token string. Only verified tokens go in;
-/// an entry is never served after its token's `exp` (plus the leeway).
+/// A bounded cache of verified tokens, keyed by a fingerprint of the token string. Only
+/// verified tokens go in; an entry is never served after its token's `exp` (plus the leeway).
 pub struct VerifiedCache {
     /// `None` when disabled (capacity 0).
     cache: Option<Cache<u128, Arc<Entry>, UnitWeighter>>,
