@@ -10,7 +10,8 @@
 //!    (`examples/allow_all.rs`), on jwt-revoker with no revocations and with 1,000,000:
 //!    checks/s, p50/p99, server CPU per Check; Redis commands issued during it.
 //! 4. Through Envoy with `wrk`: direct response, `jwt_authn`, ext_authz → always-allow,
-//!    ext_authz → jwt-revoker, all with the same token.
+//!    ext_authz → jwt-revoker (with and without the claims in dynamic metadata), all with
+//!    the same token.
 //! 5. Propagation: three replicas on one Redis; time from `Revoke` returning OK until all
 //!    three deny the token, over 1,000 revocations.
 //!
@@ -843,6 +844,7 @@ fn through_envoy(bins: &Bins) -> Result<String> {
     })?;
     let redis = Redis::start()?;
     let server = Server::redis(bins, &redis)?;
+    let without_metadata = Server::redis_without_metadata(bins, &redis)?;
     // Name, config, authz port, and the status of a request without a token.
     let setups = [
         ("Envoy direct response", "direct", 0, 200),
@@ -862,6 +864,12 @@ fn through_envoy(bins: &Bins) -> Result<String> {
             "Envoy + ext_authz → jwt-revoker",
             "ext_authz",
             server.authz,
+            401,
+        ),
+        (
+            "Envoy + ext_authz → jwt-revoker, no claims in dynamic metadata",
+            "ext_authz",
+            without_metadata.authz,
             401,
         ),
     ];
