@@ -702,13 +702,13 @@ mod tests {
     async fn a_remembered_clear_answer_ends_when_the_set_changes() {
         let fixture = Fixture::start(StalePolicy::Deny, 1024);
         fixture.wait_for_health(ReplicaHealth::Current).await;
-        let memo = AtomicU64::new(0);
-        let remembered = |id| {
+        let remembered = |id, memo: &AtomicU64| {
             fixture
                 .replica
-                .lookup_remembered(&identity(id), fixture.now(), &memo)
+                .lookup_remembered(&identity(id), fixture.now(), memo)
         };
-        assert_eq!(remembered("jti-1"), Lookup::Clear);
+        let memo = AtomicU64::new(0);
+        assert_eq!(remembered("jti-1", &memo), Lookup::Clear);
         let generation = memo.load(Ordering::SeqCst);
         assert_ne!(generation, 0, "a clear answer is remembered");
         // A local change (as an admin Revoke makes) is seen by the very next lookup.
@@ -716,19 +716,14 @@ mod tests {
         fixture
             .replica
             .apply_local(&Change::Put(revocation("jti-1", now, now + 3600)));
-        assert_eq!(remembered("jti-1"), REVOKED);
+        assert_eq!(remembered("jti-1", &memo), REVOKED);
         assert_eq!(memo.load(Ordering::SeqCst), generation, "not overwritten");
         // So is one that arrives through the feed.
-        let memo_2 = AtomicU64::new(0);
-        let remembered_2 = |id| {
-            fixture
-                .replica
-                .lookup_remembered(&identity(id), fixture.now(), &memo_2)
-        };
-        assert_eq!(remembered_2("jti-2"), Lookup::Clear);
+        let memo = AtomicU64::new(0);
+        assert_eq!(remembered("jti-2", &memo), Lookup::Clear);
         fixture.revoke("jti-2", 3600).await;
         wait_until("jti-2 revoked through the feed", || {
-            remembered_2("jti-2") == REVOKED
+            remembered("jti-2", &memo) == REVOKED
         })
         .await;
         fixture.stop().await;
