@@ -611,23 +611,30 @@ fn medians(rounds: &[Load]) -> Load {
     }
 }
 
-fn grpc_load(bins: &Bins) -> Result<String> {
+/// Starts the always-allow server on a free port (logging to `<log>-<pid>.log` in the
+/// temporary directory); the process and its port once it listens.
+fn start_allow_all(bins: &Bins, log: &str) -> Result<(Process, u16)> {
     let mut allow_all = Process::spawn(
         "allow_all",
         Command::new(&bins.allow_all).args(["--addr", "127.0.0.1:0"]),
-        std::env::temp_dir().join(format!("allow-all-{}.log", std::process::id())),
+        std::env::temp_dir().join(format!("{log}-{}.log", std::process::id())),
     )?;
-    let mut allow_port = 0;
+    let mut port = 0;
     wait_for("allow_all", Duration::from_secs(10), || {
         allow_all.alive()?;
-        let log = allow_all.log();
-        allow_port = log
+        port = allow_all
+            .log()
             .lines()
             .find_map(|l| l.strip_prefix("listening on 127.0.0.1:"))
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or(0);
-        Ok(allow_port != 0)
+        Ok(port != 0)
     })?;
+    Ok((allow_all, port))
+}
+
+fn grpc_load(bins: &Bins) -> Result<String> {
+    let (allow_all, allow_port) = start_allow_all(bins, "allow-all")?;
     let empty_redis = Redis::start()?;
     let empty = Server::redis(bins, &empty_redis)?;
     let full_redis = Redis::start()?;
@@ -826,22 +833,7 @@ fn http_status(port: u16, path: &str, token: &str) -> Result<u16> {
 
 fn through_envoy(bins: &Bins) -> Result<String> {
     let token = support::tokens(Algorithm::RS256, 1).remove(0);
-    let mut allow_all = Process::spawn(
-        "allow_all",
-        Command::new(&bins.allow_all).args(["--addr", &format!("127.0.0.1:{}", free_port()?)]),
-        std::env::temp_dir().join(format!("allow-all-envoy-{}.log", std::process::id())),
-    )?;
-    let mut allow_port = 0;
-    wait_for("allow_all", Duration::from_secs(10), || {
-        allow_all.alive()?;
-        allow_port = allow_all
-            .log()
-            .lines()
-            .find_map(|l| l.strip_prefix("listening on 127.0.0.1:"))
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(0);
-        Ok(allow_port != 0)
-    })?;
+    let (_allow_all, allow_port) = start_allow_all(bins, "allow-all-envoy")?;
     let redis = Redis::start()?;
     let server = Server::redis(bins, &redis)?;
     let without_metadata = Server::redis_without_metadata(bins, &redis)?;

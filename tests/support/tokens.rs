@@ -114,6 +114,19 @@ pub fn mint_alg(alg: Algorithm, claims: &Value) -> String {
     sign(alg, Some(kid), &key, claims)
 }
 
+/// A valid token for `sub` in every algorithm the fixtures support, with its name.
+pub fn every_algorithm(sub: &str) -> [(&'static str, String); 6] {
+    let claims = claims(sub);
+    [
+        ("RS256", rs256(&claims)),
+        ("PS256", ps256(&claims)),
+        ("ES256", es256(&claims)),
+        ("ES384", es384(&claims)),
+        ("EdDSA", eddsa(&claims)),
+        ("HS256", hs256(&hmac_claims(sub))),
+    ]
+}
+
 /// An RS256 token (kid `rsa-1`).
 pub fn rs256(claims: &Value) -> String {
     mint_alg(Algorithm::RS256, claims)
