@@ -105,8 +105,9 @@ fn admin_error(err: AdminError) -> Response {
 }
 
 /// The form parameters of a request, or why the body is not an acceptable form (wrong
-/// content type, repeated or too many parameters).
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, String> {
+/// content type, repeated or too many parameters). Public as the entry point of the
+/// `admin_form` fuzz target; the endpoints call it through `form`.
+pub fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

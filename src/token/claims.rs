@@ -86,10 +86,9 @@ impl Claims {
             Some(_) => return Err(TokenError::Malformed),
         };
         let exp = numeric_date(&all, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-        let client_id = match string(&all, "client_id")? {
-            Some(client_id) => Some(client_id),
-            None => string(&all, "azp")?,
-        };
+        // Both are type-checked, whichever is used.
+        let azp = string(&all, "azp")?;
+        let client_id = string(&all, "client_id")?.or(azp);
         Ok(Self {
             iss,
             sub: string(&all, "sub")?,
