@@ -7,7 +7,7 @@
 # Each target starts from its committed seeds (fuzz/seeds/<target>, read only) and keeps
 # what it finds in fuzz/corpus/<target> (git-ignored, reused by the next run); a crash is
 # saved in fuzz/artifacts/<target>/ and can be replayed with
-#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>
+#   cargo +nightly fuzz run -s none -a <target> fuzz/artifacts/<target>/<file>
 # Environment: FUZZ_SANITIZER (default none: the crate forbids unsafe code; `address` for
 # ASan), FUZZ_RSS_LIMIT_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10).
 set -euo pipefail
