@@ -2,6 +2,7 @@
 //! `WWW-Authenticate: Bearer`, or 503 when revocations are unavailable), or an allow that
 //! sets claim headers, can strip `authorization`, and carries the claims as dynamic metadata.
 
+use super::challenge as rfc6750;
 use super::decision::Denial;
 use crate::config::ResponseConfig;
 use crate::token::{TokenError, VerifiedToken};
@@ -144,7 +145,7 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
         Denial::NoToken => (
             HttpStatusCode::Unauthorized,
             tonic::Code::Unauthenticated,
-            Some(format!("Bearer realm=\"{realm}\"")),
+            Some(rfc6750::bearer_challenge(realm)),
             "unauthorized",
             "a bearer token is required",
         ),
@@ -158,13 +159,13 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
             "the issuer's keys are unavailable; retry later",
         ),
         Denial::InvalidToken(error) => invalid_token(realm, error.description()),
-        Denial::Revoked(..) => invalid_token(realm, "the token has been revoked"),
+        Denial::Revoked(..) => invalid_token(realm, rfc6750::REVOKED),
         Denial::Unavailable => (
             HttpStatusCode::ServiceUnavailable,
             tonic::Code::Unavailable,
             None,
             "temporarily_unavailable",
-            "token revocation state is unavailable; retry later",
+            rfc6750::UNAVAILABLE,
         ),
         Denial::LogoutFailed => (
             HttpStatusCode::ServiceUnavailable,
@@ -193,7 +194,7 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
             HeaderAppendAction::OverwriteIfExistsOrAdd,
         ));
     }
-    let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
+    let body = rfc6750::error_body(error, description);
     CheckResponse {
         status: rpc_status(code, description),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
@@ -218,9 +219,7 @@ fn invalid_token(
     (
         HttpStatusCode::Unauthorized,
         tonic::Code::Unauthenticated,
-        Some(format!(
-            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
-        )),
+        Some(rfc6750::invalid_token_challenge(realm, description)),
         "invalid_token",
         description,
     )

@@ -1,6 +1,9 @@
 //! Configuration: the TOML file plus overrides from flags and environment, validated up front
 //! into a typed [`Config`]. Every error names the key at fault.
 
+mod feed;
+pub use feed::FeedAuth;
+
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +79,7 @@ struct RawConfig {
     logout_routes: Vec<RawLogoutRoute>,
     #[serde(default)]
     tls: RawTls,
+    feed: Option<feed::RawFeed>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +232,8 @@ pub struct Config {
     pub logout_routes: Vec<LogoutRoute>,
     /// TLS on the gRPC ports.
     pub tls: TlsConfig,
+    /// `[feed]`: who may follow the revocation feed; `None` serves no feed.
+    pub feed: Option<FeedAuth>,
 }
 
 /// What a logout route revokes.
@@ -500,6 +506,7 @@ impl Config {
         let store = validate_store(raw.store, base, overrides)?;
         let tls = validate_tls(raw.tls, raw.admin.require_client_cert, base)?;
         let admin = validate_admin(raw.admin, base, overrides)?;
+        let feed = feed::validate_feed(raw.feed, &tls, base)?;
         let token_sources = validate_token_sources(raw.token)?;
         let response = validate_response(raw.response, &token_sources)?;
         let replica = validate_replica(raw.replica)?;
@@ -556,6 +563,7 @@ impl Config {
             backchannel_audiences,
             logout_routes,
             tls,
+            feed,
         })
     }
 }
