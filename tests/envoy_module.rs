@@ -63,7 +63,6 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
     let alice = tokens::rs256(&claims);
     let bob = tokens::valid("bob");
     let (allowed, _) = envoy.wait_for_status(&alice, 200);
-    assert_eq!(allowed.status, 200);
     let seen = upstream
         .last_request()
         .expect("the upstream saw the request");
@@ -85,8 +84,10 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
         server.cli_ok(&revoke);
         let (denied, took) = envoy.wait_for_status(&alice, 401);
         assert_revoked(&denied);
-        eprintln!("{kind} revocation enforced by Envoy {took:?} after the CLI returned");
-        assert!(took < Duration::from_secs(2), "{kind}: took {took:?}");
+        eprintln!(
+            "{kind} revocation: the first request refused was sent {took:?} after the CLI returned"
+        );
+        assert!(took < Duration::from_millis(500), "{kind}: took {took:?}");
         assert_eq!(
             envoy.get(&bob, &[]).status,
             200,

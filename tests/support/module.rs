@@ -123,23 +123,24 @@ impl ModuleEnvoy {
         request.send(self.listen)
     }
 
-    /// Polls `GET /` with `token` until it answers `status`; returns that response and how
-    /// long it took.
+    /// Polls `GET /` with `token` until it answers `status`; returns that response and when
+    /// the request that got it was sent, after the call. (Not when its answer arrived: Envoy
+    /// closes a connection after a local reply only after `delayed_close_timeout`, 1 s.)
     pub fn wait_for_status(&self, token: &str, status: u16) -> (http::Response, Duration) {
         let started = std::time::Instant::now();
-        let response = wait_until(
+        wait_until(
             &format!("status {status} through the module"),
             Duration::from_secs(20),
             |last| {
+                let sent = started.elapsed();
                 let response = self.get(token, &[]);
                 if response.status == status {
-                    return Some(response);
+                    return Some((response, sent));
                 }
                 *last = format!("{} {}", response.status, response.text());
                 None
             },
-        );
-        (response, started.elapsed())
+        )
     }
 
     /// Envoy's log so far.
