@@ -63,6 +63,7 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
     let alice = tokens::rs256(&claims);
     let bob = tokens::valid("bob");
     let (allowed, _) = envoy.wait_for_status(&alice, 200);
+    assert_eq!(allowed.status, 200);
     let seen = upstream
         .last_request()
         .expect("the upstream saw the request");
