@@ -4,7 +4,7 @@
 
 use super::challenge as rfc6750;
 use super::decision::Denial;
-use crate::config::ResponseConfig;
+use crate::config::{MetadataClaims, ResponseConfig};
 use crate::token::{TokenError, VerifiedToken};
 use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::{
@@ -75,14 +75,26 @@ fn allow(token: &VerifiedToken, config: &ResponseConfig) -> CheckResponse {
         }
     }
     headers_to_remove.extend(config.strip_headers.iter().cloned());
-    let dynamic_metadata = config.dynamic_metadata.then(|| Struct {
-        fields: HashMap::from([(
-            METADATA_CLAIMS_KEY.to_owned(),
-            Value {
-                kind: Some(Kind::StructValue(json_object(&token.claims.all))),
-            },
-        )]),
-    });
+    let claims = match &config.dynamic_metadata {
+        MetadataClaims::None => None,
+        MetadataClaims::All => Some(json_object(&token.claims.all)),
+        MetadataClaims::Only(names) => Some(Struct {
+            fields: names
+                .iter()
+                .filter_map(|name| Some((name.clone(), json_value(token.claims.all.get(name)?))))
+                .collect(),
+        }),
+    };
+    let dynamic_metadata = claims
+        .filter(|claims| !claims.fields.is_empty())
+        .map(|claims| Struct {
+            fields: HashMap::from([(
+                METADATA_CLAIMS_KEY.to_owned(),
+                Value {
+                    kind: Some(Kind::StructValue(claims)),
+                },
+            )]),
+        });
     CheckResponse {
         status: rpc_status(tonic::Code::Ok, ""),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
@@ -243,7 +255,7 @@ mod tests {
                 ("roles".to_owned(), "x-jwt-roles".to_owned()),
                 ("name".to_owned(), "x-jwt-name".to_owned()),
             ]),
-            dynamic_metadata: true,
+            dynamic_metadata: MetadataClaims::All,
         }
     }
 
@@ -387,6 +399,47 @@ mod tests {
         assert_eq!(
             claims.fields.get("sub").and_then(|v| v.kind.clone()),
             Some(Kind::StringValue("alice".to_owned()))
+        );
+    }
+
+    #[test]
+    fn allow_carries_only_listed_claims_and_no_metadata_by_default() {
+        let claims_in = |dynamic_metadata: MetadataClaims| {
+            let config = ResponseConfig {
+                dynamic_metadata,
+                ..config()
+            };
+            let response = CheckResponse::decode(encoded_allow(&token(), &config, 2)).expect("ok");
+            response.dynamic_metadata.map(|metadata| {
+                let Some(Kind::StructValue(claims)) = metadata
+                    .fields
+                    .get(METADATA_CLAIMS_KEY)
+                    .and_then(|v| v.kind.clone())
+                else {
+                    panic!("claims struct");
+                };
+                let mut names: Vec<String> = claims.fields.into_keys().collect();
+                names.sort();
+                names
+            })
+        };
+        assert_eq!(claims_in(MetadataClaims::None), None);
+        let listed = MetadataClaims::Only(vec![
+            "roles".to_owned(),
+            "scope".to_owned(),
+            "sub".to_owned(),
+        ]);
+        assert_eq!(
+            claims_in(listed),
+            Some(vec!["roles".to_owned(), "sub".to_owned()])
+        );
+        assert_eq!(
+            claims_in(MetadataClaims::Only(vec!["scope".to_owned()])),
+            None
+        );
+        assert_eq!(
+            claims_in(MetadataClaims::All).map(|names| names.len()),
+            Some(6)
         );
     }
 }

@@ -2,7 +2,9 @@
 //! into a typed [`Config`]. Every error names the key at fault.
 
 mod feed;
+mod metadata;
 pub use feed::FeedAuth;
+pub use metadata::MetadataClaims;
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -139,7 +141,7 @@ struct RawResponse {
     strip_authorization: bool,
     #[serde(default)]
     claim_headers: BTreeMap<String, String>,
-    dynamic_metadata: Option<bool>,
+    dynamic_metadata: Option<metadata::RawMetadata>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,8 +363,8 @@ pub struct ResponseConfig {
     pub strip_headers: Vec<String>,
     /// Claim name → upstream request header (lowercase).
     pub claim_headers: BTreeMap<String, String>,
-    /// Put the verified claims into the response's `dynamic_metadata`.
-    pub dynamic_metadata: bool,
+    /// Which verified claims go into the allow's `dynamic_metadata` (none by default).
+    pub dynamic_metadata: MetadataClaims,
 }
 
 /// What a replica does once it has not heard from the store for longer than allowed.
@@ -811,7 +813,7 @@ fn validate_response(
         realm,
         strip_headers,
         claim_headers,
-        dynamic_metadata: raw.dynamic_metadata.unwrap_or(true),
+        dynamic_metadata: metadata::validate_metadata(raw.dynamic_metadata)?,
     })
 }
 
