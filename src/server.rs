@@ -324,8 +324,9 @@ pub async fn run(
         .add_service(admin);
     // The revocation feed for in-process enforcers, only with a `[feed]` credential.
     let admin_routes = match config.feed.clone() {
-        Some(auth) => admin_routes
-            .add_service(FeedService::new(Arc::clone(&store), stop_rx.clone()).svc(auth)),
+        Some(auth) => admin_routes.add_service(
+            FeedService::new(Arc::clone(&store), Arc::clone(&replica), stop_rx.clone()).svc(auth),
+        ),
         None => admin_routes,
     };
     let admin_routes = admin_routes.into_axum_router().merge(admin_http);

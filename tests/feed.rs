@@ -14,10 +14,14 @@ use tokio::sync::mpsc;
 const FEED_TOKEN: &str = "feed-token-0123456789abcdef";
 
 fn feed_server() -> (ServerProcess, tempfile::TempDir) {
+    feed_server_on(ServerProcess::builder())
+}
+
+fn feed_server_on(builder: support::server::ServerBuilder) -> (ServerProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("feed-token");
     std::fs::write(&token_file, FEED_TOKEN).expect("write the feed token");
-    let server = ServerProcess::builder()
+    let server = builder
         .extra_toml(&format!(
             "[feed]\ntoken_file = {}",
             toml::Value::String(token_file.display().to_string())
@@ -153,4 +157,35 @@ async fn the_feed_needs_its_token_and_is_not_served_without_a_feed_section() {
         .await
         .expect_err("no feed");
     assert!(missing.contains("revocation feed"), "{missing}");
+}
+
+/// On Redis, where the store has one feed connection: many watchers still get each change
+/// at once, because the server tails the store once and relays what its replica reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_on_redis_each_get_a_change_at_once() {
+    let redis = support::redis::RedisProcess::start();
+    let (server, _dir) = feed_server_on(ServerProcess::builder().redis(&redis.url()));
+    let mut watchers = Vec::new();
+    for _ in 0..4 {
+        let feed = follower(&server, Some(FEED_TOKEN));
+        let (_, position) = snapshot(&feed).await.expect("snapshot");
+        watchers.push((feed, position));
+    }
+    for round in 0..3 {
+        let session = format!("redis-s-{round}");
+        cli(
+            &server,
+            &["revoke", "--session", &session, "--issuer", tokens::ISSUER],
+        )
+        .await;
+        for (feed, position) in &mut watchers {
+            let (changes, next, took) = next_change(feed, position.clone()).await;
+            assert!(took < Duration::from_millis(500), "took {took:?}");
+            assert!(
+                matches!(changes.as_slice(), [Change::Put(put)] if put.key.id == session),
+                "{changes:?}"
+            );
+            *position = next;
+        }
+    }
 }

@@ -270,31 +270,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter: *mut c_void,
     _end_of_stream: bool,
 ) -> i32 {
+    on_request(filter_envoy_ptr, |headers| {
+        // SAFETY: per the contract, a live config.
+        let filter = unsafe { &*filter.cast_const().cast::<RevocationFilter>() };
+        filter.decide(headers, jwt_revoker::clock::unix_now())
+    })
+}
+
+/// Answers the request of `filter_envoy_ptr` per `decide`: continue, or send its refusal;
+/// a panic in `decide` sends a 500 instead.
+fn on_request(filter_envoy_ptr: *mut c_void, decide: impl FnOnce(&EnvoyHeaders) -> Verdict) -> i32 {
     let Some(callbacks) = callbacks() else {
         // on_program_init refused to load without them; never reached.
         return STOP_ITERATION;
     };
-    let checked = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: per the contract, a live config.
-        let filter = unsafe { &*filter.cast_const().cast::<RevocationFilter>() };
-        let headers = EnvoyHeaders {
-            filter: filter_envoy_ptr,
-            get_header: callbacks.get_header,
-        };
-        match filter.decide(&headers, jwt_revoker::clock::unix_now()) {
-            Verdict::Continue => CONTINUE,
-            Verdict::Refuse(refusal) => {
-                respond(callbacks, filter_envoy_ptr, &refusal);
-                STOP_ITERATION
-            }
-        }
-    }));
-    checked.unwrap_or_else(|_| {
-        guarded((), || {
-            respond(callbacks, filter_envoy_ptr, &internal_error())
-        });
-        STOP_ITERATION
-    })
+    let headers = EnvoyHeaders {
+        filter: filter_envoy_ptr,
+        get_header: callbacks.get_header,
+    };
+    let refusal = match catch_unwind(AssertUnwindSafe(|| decide(&headers))) {
+        Ok(Verdict::Continue) => return CONTINUE,
+        Ok(Verdict::Refuse(refusal)) => refusal,
+        Err(_) => internal_error(),
+    };
+    guarded((), || respond(callbacks, filter_envoy_ptr, &refusal));
+    STOP_ITERATION
 }
 
 /// Hooks this filter has no use for; Envoy 1.40 requires them all. Each returns Continue
@@ -529,9 +529,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_panic_inside_a_hook_is_caught() {
-        let answer = guarded(7, || panic!("a bug"));
-        assert_eq!(answer, 7);
+    fn a_panic_while_deciding_refuses_with_500_instead_of_unwinding_into_envoy() {
+        SENT.with_borrow_mut(Vec::clear);
+        let status = on_request(std::ptr::null_mut(), |_| panic!("a bug in the check"));
+        assert_eq!(status, STOP_ITERATION);
+        let sent = SENT.with_borrow(Clone::clone);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].status, 500);
+        assert_eq!(sent[0].details, crate::filter::INTERNAL_ERROR_DETAILS);
+        assert_eq!(guarded(7, || panic!("a bug")), 7);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The server side of the feed: for each watcher, a snapshot of the store in pages (or a
-//! resumed position), then the store's change feed, a heartbeat whenever a poll finds
-//! nothing, and the end of the stream when the server shuts down. Guarded by the `[feed]`
+//! resumed position), then the changes this server's replica reads from the store (the
+//! store is tailed once per server, however many watchers), a heartbeat whenever a poll
+//! finds nothing, and the end of the stream when the server shuts down. Guarded by the `[feed]`
 //! credential: a bearer feed token (compared in constant time) or the admin port's
 //! client-certificate check.
 
@@ -10,16 +11,14 @@ use super::pb::{self, watch_event::Event};
 use crate::admin::auth::bearer_matches;
 use crate::clock::unix_now;
 use crate::config::FeedAuth;
-use crate::revocation::{ChangeBatch, FeedPosition, Revocation, Store};
+use crate::revocation::{Change, ChangeBatch, FeedPosition, Followed, Replica, Revocation, Store};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-/// How long one poll of the store waits for a change before a heartbeat is sent instead.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Events buffered per watcher (a snapshot page is one event).
 const EVENTS_QUEUED: usize = 4;
 /// Snapshot pages read from the store ahead of the one being sent.
@@ -31,15 +30,13 @@ type Outgoing = Result<pb::WatchEvent, Status>;
 #[derive(Clone)]
 pub struct FeedService {
     store: Arc<dyn Store>,
+    replica: Arc<Replica>,
     stop: watch::Receiver<bool>,
-    heartbeat: Duration,
 }
 
 impl std::fmt::Debug for FeedService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeedService")
-            .field("heartbeat", &self.heartbeat)
-            .finish_non_exhaustive()
+        f.debug_struct("FeedService").finish_non_exhaustive()
     }
 }
 
@@ -47,12 +44,13 @@ impl std::fmt::Debug for FeedService {
 pub type GuardedFeed = InterceptedService<RevocationsServer<FeedService>, FeedAuthInterceptor>;
 
 impl FeedService {
-    /// A feed over `store`; every stream ends once `stop` turns true.
-    pub fn new(store: Arc<dyn Store>, stop: watch::Receiver<bool>) -> Self {
+    /// A feed of `store` as this server's `replica` follows it (its polls, at least once a
+    /// second, are the watchers' heartbeats); every stream ends once `stop` turns true.
+    pub fn new(store: Arc<dyn Store>, replica: Arc<Replica>, stop: watch::Receiver<bool>) -> Self {
         Self {
             store,
+            replica,
             stop,
-            heartbeat: HEARTBEAT,
         }
     }
 
@@ -99,6 +97,18 @@ fn event(event: Event) -> Outgoing {
     Ok(pb::WatchEvent { event: Some(event) })
 }
 
+/// Changes as sent; none is a heartbeat.
+fn changes_event(changes: &[Change], position: &FeedPosition) -> Outgoing {
+    let position = position.0.clone();
+    if changes.is_empty() {
+        return event(Event::Heartbeat(pb::Heartbeat { position }));
+    }
+    event(Event::Changes(pb::Changes {
+        changes: changes.iter().map(change_to_wire).collect(),
+        position,
+    }))
+}
+
 #[tonic::async_trait]
 impl Revocations for FeedService {
     type WatchStream = ReceiverStream<Outgoing>;
@@ -126,9 +136,13 @@ impl Revocations for FeedService {
 }
 
 impl FeedService {
-    /// Streams to `events` until the watcher leaves, the store fails, or the position is lost.
+    /// Streams to `events` until the watcher leaves, the store fails, or the position is
+    /// lost: a snapshot (or the resumed position), the store's changes since then, then what
+    /// this server's replica reads from the store as it reads it. Subscribed to the replica
+    /// first, so nothing falls between; a change may come twice, and applying is idempotent.
     async fn stream(&self, resume: String, events: &mpsc::Sender<Outgoing>) {
-        let mut position = if resume.is_empty() {
+        let mut followed = self.replica.followed();
+        let position = if resume.is_empty() {
             match self.snapshot(events).await {
                 Some(position) => position,
                 None => return,
@@ -136,43 +150,65 @@ impl FeedService {
         } else {
             FeedPosition(resume)
         };
+        let Some(mut position) = self.catch_up(position, events).await else {
+            return;
+        };
         loop {
-            let batch = tokio::select! {
+            let next = tokio::select! {
                 () = events.closed() => return,
-                batch = self.store.changes(&position, self.heartbeat) => batch,
+                next = followed.recv() => next,
             };
-            let sent = match batch {
-                Ok(ChangeBatch::Changes(changes, next)) if changes.is_empty() => {
+            let sent = match next {
+                Ok(Followed::Changes(changes, next)) => {
                     position = next;
-                    events
-                        .send(event(Event::Heartbeat(pb::Heartbeat {
-                            position: position.0.clone(),
-                        })))
-                        .await
+                    events.send(changes_event(&changes, &position)).await
                 }
-                Ok(ChangeBatch::Changes(changes, next)) => {
-                    position = next;
-                    events
-                        .send(event(Event::Changes(pb::Changes {
-                            changes: changes.iter().map(change_to_wire).collect(),
-                            position: position.0.clone(),
-                        })))
-                        .await
+                // The replica reloaded (after a gap, or its periodic resync) or this watcher
+                // fell behind: changes may have been skipped; read them from the store.
+                Ok(Followed::Reloaded(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match self.catch_up(position, events).await {
+                        Some(caught_up) => {
+                            position = caught_up;
+                            Ok(())
+                        }
+                        None => return,
+                    }
                 }
-                Ok(ChangeBatch::Gap) => {
-                    let _ = events.send(event(Event::Reset(pb::Reset {}))).await;
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "feed watch lost the store");
-                    let _ = events
-                        .send(Err(Status::unavailable(error.to_string())))
-                        .await;
-                    return;
-                }
+                Err(broadcast::error::RecvError::Closed) => return,
             };
             if sent.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// Sends the store's changes after `position` until there are none; the position
+    /// reached, or `None` when the stream ended (a reset or an error was sent).
+    async fn catch_up(
+        &self,
+        mut position: FeedPosition,
+        events: &mpsc::Sender<Outgoing>,
+    ) -> Option<FeedPosition> {
+        loop {
+            match self.store.changes(&position, Duration::ZERO).await {
+                Ok(ChangeBatch::Changes(changes, next)) => {
+                    position = next;
+                    events.send(changes_event(&changes, &position)).await.ok()?;
+                    if changes.is_empty() {
+                        return Some(position);
+                    }
+                }
+                Ok(ChangeBatch::Gap) => {
+                    let _ = events.send(event(Event::Reset(pb::Reset {}))).await;
+                    return None;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "feed watch cannot read the store's changes");
+                    let _ = events
+                        .send(Err(Status::unavailable(error.to_string())))
+                        .await;
+                    return None;
+                }
             }
         }
     }
