@@ -164,6 +164,13 @@ fn the_feed_refuses_a_wrong_token_and_the_module_fails_closed() {
         "{}",
         server.log()
     );
+    // The module says why in Envoy's log.
+    support::wait_until("the module's log", Duration::from_secs(10), |_| {
+        envoy
+            .log()
+            .contains("revocation feed refused us")
+            .then_some(())
+    });
     assert_eq!(upstream.request_count(), 0);
 }
 

@@ -33,6 +33,7 @@ pub struct Feed {
 impl Feed {
     /// Starts following `options` with the staleness rules of `replica`.
     pub fn start(options: &FollowerOptions, replica: ReplicaConfig) -> Result<Self, FeedError> {
+        log_to_stderr();
         let follower = Arc::new(FeedFollower::new(options)?);
         let replica = Arc::new(Replica::new(replica));
         let (stop, stopped) = watch::channel(false);
@@ -67,4 +68,19 @@ impl Drop for Feed {
             let _ = thread.join();
         }
     }
+}
+
+/// Sends the feed's logs (snapshot loads, a refused token, going stale and back) to Envoy's
+/// stderr, filtered by `JWT_REVOKER_ENVOY_LOG` (default `info`); once per process, and not
+/// at all if the process already has a `tracing` subscriber.
+fn log_to_stderr() {
+    let filter = std::env::var("JWT_REVOKER_ENVOY_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
 }
