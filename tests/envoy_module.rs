@@ -239,3 +239,28 @@ fn the_pinned_envoy_is_the_one_the_module_is_built_for() {
     let version = String::from_utf8_lossy(&version.stdout);
     assert!(version.contains(&format!("/{built_for}.")), "{version}");
 }
+
+/// Envoy's `get_header` reports how many values a header has: a claim header the client
+/// sent twice (here one the operator chose not to strip, to prove it) is refused as
+/// ambiguous, sent once it is read.
+#[test]
+fn a_claim_header_present_twice_is_refused_as_ambiguous() {
+    let (server, _token_dir) = feed_server();
+    let upstream = TestUpstream::start();
+    let config = module_config(&server, json!({"headers": {"session": "x-client-sid"}}));
+    let envoy = ModuleEnvoy::start(upstream.port(), &config);
+    let token = tokens::valid("quinn");
+    envoy.wait_for_status(&token, 200);
+    server.cli_ok(&["revoke", "--session", "s-quinn", "--issuer", tokens::ISSUER]);
+    let once = envoy.get(&token, &[("x-client-sid", "s-quinn")]);
+    assert_revoked(&once);
+    let twice = envoy.get(
+        &token,
+        &[("x-client-sid", "s-other"), ("x-client-sid", "s-quinn")],
+    );
+    assert_eq!(twice.status, 401, "{}", twice.text());
+    assert_eq!(
+        twice.json()["error_description"],
+        "the token's claims are ambiguous"
+    );
+}
