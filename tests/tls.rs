@@ -607,3 +607,45 @@ async fn a_silent_or_garbled_handshake_only_closes_its_own_connection() {
         .await
         .expect("still serving");
 }
+
+/// The revocation feed on an mTLS admin port, guarded by the client certificate alone
+/// (`feed.require_client_cert`): the follower the Envoy module uses gets a snapshot with a
+/// certificate of the configured CA, and nothing with one from another CA.
+#[tokio::test]
+async fn the_feed_follows_over_mtls_with_a_client_certificate_alone() {
+    use jwt_revoker::replication::{FeedFollower, FollowerOptions, FollowerTls};
+    use jwt_revoker::revocation::Store;
+    let pki = Pki::new();
+    let tls = format!("{}[feed]\nrequire_client_cert = true\n", tls_toml(true));
+    let config = config(&pki, &tls, None).expect("config");
+    let server = start(&pki, config, Some("client")).await;
+    let follower = |identity: &str| {
+        FeedFollower::new(&FollowerOptions {
+            endpoints: vec![format!("https://127.0.0.1:{}", server.admin)],
+            token: None,
+            tls: Some(FollowerTls {
+                ca_pem: pki.read("ca.pem"),
+                identity: Some((
+                    pki.read(&format!("{identity}.pem")),
+                    pki.read(&format!("{identity}.key")),
+                )),
+            }),
+        })
+        .expect("follower")
+    };
+    let (pages, mut received) = tokio::sync::mpsc::channel(4);
+    let drained = tokio::spawn(async move { while received.recv().await.is_some() {} });
+    follower("client")
+        .snapshot(support::tokens::now(), pages)
+        .await
+        .expect("a snapshot over mTLS");
+    drained.await.expect("drained");
+    let (pages, _received) = tokio::sync::mpsc::channel(4);
+    let refused = follower("rogue")
+        .snapshot(support::tokens::now(), pages)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA got the feed"
+    );
+}

@@ -163,7 +163,7 @@ mod tests {
             realm: "mesh".to_owned(),
             strip_headers: Vec::new(),
             claim_headers: Default::default(),
-            dynamic_metadata: true,
+            dynamic_metadata: crate::config::MetadataClaims::All,
         };
         AuthzService::new(Arc::new(decider), response).svc()
     }

@@ -1,6 +1,7 @@
 //! The ext_authz Check path: request headers → bearer token → verified claims → revocation
 //! lookup → `CheckResponse`.
 //!
+//! - [`challenge`]: the RFC 6750 texts of a refusal, shared with the Envoy module.
 //! - [`request`]: the parts of Envoy's `CheckRequest` that Check reads, decoded without copies.
 //! - [`decision`]: the decision itself, independent of gRPC.
 //! - [`logout`]: logout routes, where Check records a revocation before allowing.
@@ -9,6 +10,7 @@
 //! - [`service`]: Check from request to reply.
 //! - [`grpc`]: `envoy.service.auth.v3.Authorization` on tonic, with its own codec.
 
+pub mod challenge;
 pub mod decision;
 pub mod grpc;
 pub mod logout;

@@ -2,8 +2,9 @@
 //! `WWW-Authenticate: Bearer`, or 503 when revocations are unavailable), or an allow that
 //! sets claim headers, can strip `authorization`, and carries the claims as dynamic metadata.
 
+use super::challenge as rfc6750;
 use super::decision::Denial;
-use crate::config::ResponseConfig;
+use crate::config::{MetadataClaims, ResponseConfig};
 use crate::token::{TokenError, VerifiedToken};
 use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::{
@@ -74,14 +75,26 @@ fn allow(token: &VerifiedToken, config: &ResponseConfig) -> CheckResponse {
         }
     }
     headers_to_remove.extend(config.strip_headers.iter().cloned());
-    let dynamic_metadata = config.dynamic_metadata.then(|| Struct {
-        fields: HashMap::from([(
-            METADATA_CLAIMS_KEY.to_owned(),
-            Value {
-                kind: Some(Kind::StructValue(json_object(&token.claims.all))),
-            },
-        )]),
-    });
+    let claims = match &config.dynamic_metadata {
+        MetadataClaims::None => None,
+        MetadataClaims::All => Some(json_object(&token.claims.all)),
+        MetadataClaims::Only(names) => Some(Struct {
+            fields: names
+                .iter()
+                .filter_map(|name| Some((name.clone(), json_value(token.claims.all.get(name)?))))
+                .collect(),
+        }),
+    };
+    let dynamic_metadata = claims
+        .filter(|claims| !claims.fields.is_empty())
+        .map(|claims| Struct {
+            fields: HashMap::from([(
+                METADATA_CLAIMS_KEY.to_owned(),
+                Value {
+                    kind: Some(Kind::StructValue(claims)),
+                },
+            )]),
+        });
     CheckResponse {
         status: rpc_status(tonic::Code::Ok, ""),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
@@ -144,7 +157,7 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
         Denial::NoToken => (
             HttpStatusCode::Unauthorized,
             tonic::Code::Unauthenticated,
-            Some(format!("Bearer realm=\"{realm}\"")),
+            Some(rfc6750::bearer_challenge(realm)),
             "unauthorized",
             "a bearer token is required",
         ),
@@ -158,13 +171,13 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
             "the issuer's keys are unavailable; retry later",
         ),
         Denial::InvalidToken(error) => invalid_token(realm, error.description()),
-        Denial::Revoked(..) => invalid_token(realm, "the token has been revoked"),
+        Denial::Revoked(..) => invalid_token(realm, rfc6750::REVOKED),
         Denial::Unavailable => (
             HttpStatusCode::ServiceUnavailable,
             tonic::Code::Unavailable,
             None,
             "temporarily_unavailable",
-            "token revocation state is unavailable; retry later",
+            rfc6750::UNAVAILABLE,
         ),
         Denial::LogoutFailed => (
             HttpStatusCode::ServiceUnavailable,
@@ -193,7 +206,7 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
             HeaderAppendAction::OverwriteIfExistsOrAdd,
         ));
     }
-    let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
+    let body = rfc6750::error_body(error, description);
     CheckResponse {
         status: rpc_status(code, description),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
@@ -218,9 +231,7 @@ fn invalid_token(
     (
         HttpStatusCode::Unauthorized,
         tonic::Code::Unauthenticated,
-        Some(format!(
-            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
-        )),
+        Some(rfc6750::invalid_token_challenge(realm, description)),
         "invalid_token",
         description,
     )
@@ -244,7 +255,7 @@ mod tests {
                 ("roles".to_owned(), "x-jwt-roles".to_owned()),
                 ("name".to_owned(), "x-jwt-name".to_owned()),
             ]),
-            dynamic_metadata: true,
+            dynamic_metadata: MetadataClaims::All,
         }
     }
 
@@ -388,6 +399,47 @@ mod tests {
         assert_eq!(
             claims.fields.get("sub").and_then(|v| v.kind.clone()),
             Some(Kind::StringValue("alice".to_owned()))
+        );
+    }
+
+    #[test]
+    fn allow_carries_only_listed_claims_and_no_metadata_by_default() {
+        let claims_in = |dynamic_metadata: MetadataClaims| {
+            let config = ResponseConfig {
+                dynamic_metadata,
+                ..config()
+            };
+            let response = CheckResponse::decode(encoded_allow(&token(), &config, 2)).expect("ok");
+            response.dynamic_metadata.map(|metadata| {
+                let Some(Kind::StructValue(claims)) = metadata
+                    .fields
+                    .get(METADATA_CLAIMS_KEY)
+                    .and_then(|v| v.kind.clone())
+                else {
+                    panic!("claims struct");
+                };
+                let mut names: Vec<String> = claims.fields.into_keys().collect();
+                names.sort();
+                names
+            })
+        };
+        assert_eq!(claims_in(MetadataClaims::None), None);
+        let listed = MetadataClaims::Only(vec![
+            "roles".to_owned(),
+            "scope".to_owned(),
+            "sub".to_owned(),
+        ]);
+        assert_eq!(
+            claims_in(listed),
+            Some(vec!["roles".to_owned(), "sub".to_owned()])
+        );
+        assert_eq!(
+            claims_in(MetadataClaims::Only(vec!["scope".to_owned()])),
+            None
+        );
+        assert_eq!(
+            claims_in(MetadataClaims::All).map(|names| names.len()),
+            Some(6)
         );
     }
 }

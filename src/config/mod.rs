@@ -1,6 +1,11 @@
 //! Configuration: the TOML file plus overrides from flags and environment, validated up front
 //! into a typed [`Config`]. Every error names the key at fault.
 
+mod feed;
+mod metadata;
+pub use feed::FeedAuth;
+pub use metadata::MetadataClaims;
+
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +81,7 @@ struct RawConfig {
     logout_routes: Vec<RawLogoutRoute>,
     #[serde(default)]
     tls: RawTls,
+    feed: Option<feed::RawFeed>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,7 +141,7 @@ struct RawResponse {
     strip_authorization: bool,
     #[serde(default)]
     claim_headers: BTreeMap<String, String>,
-    dynamic_metadata: Option<bool>,
+    dynamic_metadata: Option<metadata::RawMetadata>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +234,8 @@ pub struct Config {
     pub logout_routes: Vec<LogoutRoute>,
     /// TLS on the gRPC ports.
     pub tls: TlsConfig,
+    /// `[feed]`: who may follow the revocation feed; `None` serves no feed.
+    pub feed: Option<FeedAuth>,
 }
 
 /// What a logout route revokes.
@@ -355,8 +363,8 @@ pub struct ResponseConfig {
     pub strip_headers: Vec<String>,
     /// Claim name → upstream request header (lowercase).
     pub claim_headers: BTreeMap<String, String>,
-    /// Put the verified claims into the response's `dynamic_metadata`.
-    pub dynamic_metadata: bool,
+    /// Which verified claims go into the allow's `dynamic_metadata` (none by default).
+    pub dynamic_metadata: MetadataClaims,
 }
 
 /// What a replica does once it has not heard from the store for longer than allowed.
@@ -500,6 +508,7 @@ impl Config {
         let store = validate_store(raw.store, base, overrides)?;
         let tls = validate_tls(raw.tls, raw.admin.require_client_cert, base)?;
         let admin = validate_admin(raw.admin, base, overrides)?;
+        let feed = feed::validate_feed(raw.feed, &tls, base)?;
         let token_sources = validate_token_sources(raw.token)?;
         let response = validate_response(raw.response, &token_sources)?;
         let replica = validate_replica(raw.replica)?;
@@ -556,6 +565,7 @@ impl Config {
             backchannel_audiences,
             logout_routes,
             tls,
+            feed,
         })
     }
 }
@@ -803,7 +813,7 @@ fn validate_response(
         realm,
         strip_headers,
         claim_headers,
-        dynamic_metadata: raw.dynamic_metadata.unwrap_or(true),
+        dynamic_metadata: metadata::validate_metadata(raw.dynamic_metadata)?,
     })
 }
 

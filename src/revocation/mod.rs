@@ -7,6 +7,6 @@ pub mod set;
 pub mod store;
 
 pub use model::{InvalidRevocation, Revocation, RevocationKey, RevocationKind};
-pub use replica::{Lookup, Replica, ReplicaHealth, ReplicaStatus};
+pub use replica::{Followed, Lookup, Replica, ReplicaHealth, ReplicaStatus};
 pub use set::{RevocationSet, TokenIdentity};
 pub use store::{Change, ChangeBatch, FeedPosition, Inserted, Page, Store, StoreError};

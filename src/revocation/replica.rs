@@ -11,7 +11,7 @@ use crate::config::{ReplicaConfig, StalePolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
@@ -47,6 +47,21 @@ impl ReplicaHealth {
         matches!(self, Self::Current | Self::Stale { serving: true })
     }
 }
+
+/// What the follower read from the store, relayed to the revocation feed's watchers
+/// ([`Replica::followed`]) so that the store is tailed once per server, not once per watcher.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    /// Changes read from the feed (possibly none: a poll that found nothing), and the
+    /// position after them.
+    Changes(Arc<[Change]>, FeedPosition),
+    /// A snapshot was (re)loaded, tailed from this position: changes before it may not have
+    /// been relayed.
+    Reloaded(FeedPosition),
+}
+
+/// Batches kept for a slow feed watcher before it must catch up from the store.
+const FOLLOWED_QUEUED: usize = 1024;
 
 /// A summary for status reports.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +111,8 @@ pub struct Replica {
     local_during_load: Mutex<Option<Vec<Change>>>,
     /// Wall-clock Unix seconds, for expiry (a parameter only so tests can move it).
     clock: Clock,
+    /// What the follower reads, for the revocation feed.
+    followed: broadcast::Sender<Followed>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -122,6 +139,7 @@ impl Replica {
             generation: AtomicU64::new(1),
             local_during_load: Mutex::new(None),
             clock,
+            followed: broadcast::Sender::new(FOLLOWED_QUEUED),
         }
     }
 
@@ -174,6 +192,11 @@ impl Replica {
         self.local_during_load
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Subscribes to what the follower reads from the store from now on.
+    pub fn followed(&self) -> broadcast::Receiver<Followed> {
+        self.followed.subscribe()
     }
 
     /// The current health.
@@ -323,6 +346,8 @@ impl Replica {
                     );
                     self.heard();
                     backoff = Duration::from_millis(100);
+                    // No watcher is not an error.
+                    let _ = self.followed.send(Followed::Reloaded(position.clone()));
                     position
                 }
                 Err(error) => {
@@ -349,6 +374,11 @@ impl Replica {
                             tracing::debug!(changes = changes.len(), "replica applied changes");
                         }
                         self.heard();
+                        if self.followed.receiver_count() > 0 {
+                            let _ = self
+                                .followed
+                                .send(Followed::Changes(changes.into(), next.clone()));
+                        }
                         position = next;
                     }
                     Ok(ChangeBatch::Gap) => {

@@ -58,8 +58,9 @@ impl VerifiedToken {
     }
 }
 
-/// `sha256:<lowercase hex>` of the decoded payload bytes.
-fn payload_id(payload: &[u8]) -> String {
+/// `sha256:<lowercase hex>` of the decoded payload bytes: the token id of a token without
+/// `jti` (also computed by the Envoy module from `jwt_authn`'s forwarded payload).
+pub fn payload_id(payload: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
     let mut id = String::with_capacity(7 + 64);
     id.push_str("sha256:");

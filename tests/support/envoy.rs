@@ -93,6 +93,11 @@ pub fn validate(config: &Path) -> Output {
         .arg("-c")
         .arg(config)
         .arg("--disable-hot-restart")
+        // Where a config with jwt-revoker's dynamic module finds it (see tests/support/module.rs).
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            repo_root().join("target/debug"),
+        )
         .stdin(Stdio::null())
         .output()
         .expect("run envoy --mode validate")

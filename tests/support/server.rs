@@ -173,6 +173,7 @@ log_level = {log_level}
 [response]
 strip_authorization = true
 claim_headers = {{ sub = "x-jwt-sub" }}
+dynamic_metadata = ["sub"]
 
 [[issuers]]
 issuer = "https://issuer.test"

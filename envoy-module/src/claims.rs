@@ -1,0 +1,233 @@
+//! Reading the verified claims that `jwt_authn` put into request headers, into the
+//! [`TokenIdentity`] the revocation set looks up. Any doubt refuses: a claim header sent
+//! twice, a value that is not UTF-8, an `iat` that is not a number.
+
+use crate::config::ClaimHeaders;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_revoker::revocation::TokenIdentity;
+use jwt_revoker::token::claims::payload_id;
+
+/// One request header as Envoy holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header<'a> {
+    /// Not present.
+    Absent,
+    /// Present once, with this value.
+    One(&'a [u8]),
+    /// Present more than once.
+    Repeated,
+}
+
+/// Read access to the request's headers.
+pub trait RequestHeaders {
+    /// The header `name` (lowercase).
+    fn get(&self, name: &str) -> Header<'_>;
+}
+
+/// Why the claims cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsError {
+    /// No issuer: `jwt_authn` verified no token for this request.
+    NoToken,
+    /// A claim header appears more than once.
+    Repeated,
+    /// A claim is not UTF-8, `iat` is not a number, or the payload is not base64url.
+    Malformed,
+    /// Neither `jti` nor the payload to derive the token id from.
+    NoTokenId,
+}
+
+/// The claims of one request, borrowed from its headers where possible.
+#[derive(Debug)]
+pub struct RequestClaims<'a> {
+    issuer: &'a str,
+    token_id: TokenId<'a>,
+    session: Option<&'a str>,
+    subject: Option<&'a str>,
+    client: Option<&'a str>,
+    issued_at: Option<u64>,
+}
+
+#[derive(Debug)]
+enum TokenId<'a> {
+    Jti(&'a str),
+    Digest(String),
+}
+
+fn text<'a>(header: Header<'a>) -> Result<Option<&'a str>, ClaimsError> {
+    match header {
+        Header::Absent => Ok(None),
+        Header::Repeated => Err(ClaimsError::Repeated),
+        Header::One(value) => std::str::from_utf8(value)
+            .map(Some)
+            .map_err(|_| ClaimsError::Malformed),
+    }
+}
+
+impl<'a> RequestClaims<'a> {
+    /// Reads the claims named by `names` from `headers`.
+    pub fn read(
+        headers: &'a impl RequestHeaders,
+        names: &ClaimHeaders,
+    ) -> Result<Self, ClaimsError> {
+        let issuer = text(headers.get(&names.issuer))?;
+        let jti = text(headers.get(&names.token_id))?;
+        let payload = text(headers.get(&names.payload))?;
+        let session = text(headers.get(&names.session))?;
+        let subject = text(headers.get(&names.subject))?;
+        let client_id = text(headers.get(&names.client_id))?;
+        let azp = text(headers.get(&names.azp))?;
+        let issued_at = text(headers.get(&names.issued_at))?
+            .map(|iat| iat.parse::<u64>().map_err(|_| ClaimsError::Malformed))
+            .transpose()?;
+        let issuer = issuer
+            .filter(|i| !i.is_empty())
+            .ok_or(ClaimsError::NoToken)?;
+        let token_id = match (jti.filter(|j| !j.is_empty()), payload) {
+            (Some(jti), _) => TokenId::Jti(jti),
+            (None, Some(payload)) => {
+                let decoded = URL_SAFE_NO_PAD
+                    .decode(payload.trim_end_matches('='))
+                    .map_err(|_| ClaimsError::Malformed)?;
+                TokenId::Digest(payload_id(&decoded))
+            }
+            (None, None) => return Err(ClaimsError::NoTokenId),
+        };
+        Ok(Self {
+            issuer,
+            token_id,
+            session,
+            subject,
+            client: client_id.or(azp),
+            issued_at,
+        })
+    }
+
+    /// The token's `iss`.
+    pub fn issuer(&self) -> &str {
+        self.issuer
+    }
+
+    /// The identity the revocation set looks up.
+    pub fn identity(&self) -> TokenIdentity<'_> {
+        TokenIdentity {
+            issuer: self.issuer,
+            token_id: match &self.token_id {
+                TokenId::Jti(jti) => jti,
+                TokenId::Digest(digest) => digest,
+            },
+            session: self.session,
+            subject: self.subject,
+            client: self.client,
+            issued_at: self.issued_at,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Headers from (name, value) pairs; a name given twice is [`Header::Repeated`].
+    pub(crate) struct Fixed(pub HashMap<String, Vec<Vec<u8>>>);
+
+    impl Fixed {
+        pub(crate) fn new(pairs: &[(&str, &str)]) -> Self {
+            let mut map: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+            for (name, value) in pairs {
+                map.entry((*name).to_owned())
+                    .or_default()
+                    .push(value.as_bytes().to_vec());
+            }
+            Self(map)
+        }
+    }
+
+    impl RequestHeaders for Fixed {
+        fn get(&self, name: &str) -> Header<'_> {
+            match self.0.get(name).map(Vec::as_slice) {
+                None | Some([]) => Header::Absent,
+                Some([one]) => Header::One(one),
+                Some(_) => Header::Repeated,
+            }
+        }
+    }
+
+    #[test]
+    fn reads_every_claim_and_prefers_client_id_over_azp() {
+        let headers = Fixed::new(&[
+            ("x-jwt-iss", "https://idp"),
+            ("x-jwt-jti", "j1"),
+            ("x-jwt-sid", "s1"),
+            ("x-jwt-sub", "alice"),
+            ("x-jwt-client-id", "web"),
+            ("x-jwt-azp", "other"),
+            ("x-jwt-iat", "1700000000"),
+        ]);
+        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        let id = claims.identity();
+        assert_eq!(
+            (
+                id.issuer,
+                id.token_id,
+                id.session,
+                id.subject,
+                id.client,
+                id.issued_at
+            ),
+            (
+                "https://idp",
+                "j1",
+                Some("s1"),
+                Some("alice"),
+                Some("web"),
+                Some(1_700_000_000)
+            )
+        );
+    }
+
+    #[test]
+    fn a_token_without_jti_is_named_by_its_payload_digest_like_the_server() {
+        let payload = br#"{"iss":"https://idp","sub":"a"}"#;
+        let encoded = URL_SAFE_NO_PAD.encode(payload);
+        let headers = Fixed::new(&[("x-jwt-iss", "https://idp"), ("x-jwt-payload", &encoded)]);
+        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        assert_eq!(claims.identity().token_id, payload_id(payload));
+        assert!(claims.identity().token_id.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn doubt_refuses() {
+        let names = ClaimHeaders::default();
+        let read =
+            |pairs: &[(&str, &str)]| RequestClaims::read(&Fixed::new(pairs), &names).map(|_| ());
+        assert_eq!(read(&[("x-jwt-jti", "j")]), Err(ClaimsError::NoToken));
+        assert_eq!(read(&[("x-jwt-iss", "i")]), Err(ClaimsError::NoTokenId));
+        assert_eq!(
+            read(&[("x-jwt-iss", "i"), ("x-jwt-jti", "a"), ("x-jwt-jti", "b")]),
+            Err(ClaimsError::Repeated)
+        );
+        assert_eq!(
+            read(&[
+                ("x-jwt-iss", "i"),
+                ("x-jwt-jti", "a"),
+                ("x-jwt-iat", "soon")
+            ]),
+            Err(ClaimsError::Malformed)
+        );
+        assert_eq!(
+            read(&[("x-jwt-iss", "i"), ("x-jwt-payload", "%%%")]),
+            Err(ClaimsError::Malformed)
+        );
+        let not_utf8 = Fixed(HashMap::from([
+            ("x-jwt-iss".to_owned(), vec![b"i".to_vec()]),
+            ("x-jwt-jti".to_owned(), vec![vec![0xff, 0xfe]]),
+        ]));
+        assert_eq!(
+            RequestClaims::read(&not_utf8, &names).map(|_| ()),
+            Err(ClaimsError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The filter's configuration: the JSON string in the Envoy filter's `filter_config`, parsed
+//! and checked once when Envoy creates the filter config (a refusal rejects Envoy's config).
+
+use jwt_revoker::config::{ReplicaConfig, StalePolicy};
+use jwt_revoker::replication::{FollowerOptions, FollowerTls};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why the filter config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not the expected JSON.
+    #[error("filter_config is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A value is out of range or unusable.
+    #[error("filter_config.{key}: {message}")]
+    Invalid {
+        /// The key at fault.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// One address or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The request headers the claims are read from (set by `jwt_authn`'s `claim_to_headers` and
+/// `forward_payload_header`, and removed from the client's request by a `header_mutation`
+/// filter placed before `jwt_authn`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimHeaders {
+    /// `iss` (required).
+    pub issuer: String,
+    /// `jti`.
+    pub token_id: String,
+    /// The base64url payload (`forward_payload_header`): the token id of a token without
+    /// `jti` is `sha256:<hex>` of it, as in the server.
+    pub payload: String,
+    /// `sid`.
+    pub session: String,
+    /// `sub`.
+    pub subject: String,
+    /// `client_id`.
+    pub client_id: String,
+    /// `azp`, used when there is no `client_id`.
+    pub azp: String,
+    /// `iat`.
+    pub issued_at: String,
+}
+
+impl Default for ClaimHeaders {
+    fn default() -> Self {
+        Self {
+            issuer: "x-jwt-iss".to_owned(),
+            token_id: "x-jwt-jti".to_owned(),
+            payload: "x-jwt-payload".to_owned(),
+            session: "x-jwt-sid".to_owned(),
+            subject: "x-jwt-sub".to_owned(),
+            client_id: "x-jwt-client-id".to_owned(),
+            azp: "x-jwt-azp".to_owned(),
+            issued_at: "x-jwt-iat".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: PathBuf,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    feed: OneOrMany,
+    feed_token: Option<String>,
+    feed_token_file: Option<PathBuf>,
+    tls: Option<RawTls>,
+    #[serde(default, with = "humantime_serde")]
+    max_staleness: Option<Duration>,
+    stale_policy: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    resync_interval: Option<Duration>,
+    #[serde(default)]
+    issuers: Vec<String>,
+    realm: Option<String>,
+    #[serde(default)]
+    headers: ClaimHeaders,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct FilterSettings {
+    /// How to reach and authenticate to the feed.
+    pub feed: FollowerOptions,
+    /// Staleness rules, as in the server's `[replica]`.
+    pub replica: ReplicaConfig,
+    /// Issuers whose tokens pass this filter (empty: any that `jwt_authn` verified).
+    pub issuers: Vec<String>,
+    /// The `realm` of `WWW-Authenticate`.
+    pub realm: String,
+    /// Where the claims are read.
+    pub headers: ClaimHeaders,
+}
+
+fn read(key: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+impl FilterSettings {
+    /// Parses and checks the JSON `text`.
+    pub fn parse(text: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(text)?;
+        let endpoints = match raw.feed {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "feed",
+                "give at least one jwt-revoker admin address",
+            ));
+        }
+        let endpoints = endpoints
+            .into_iter()
+            .map(|address| {
+                if address.contains("://") {
+                    address
+                } else {
+                    format!("http://{address}")
+                }
+            })
+            .collect();
+        let token = match (raw.feed_token, raw.feed_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "feed_token",
+                    "give feed_token or feed_token_file, not both",
+                ));
+            }
+            (Some(token), None) => Some(token.trim().to_owned()),
+            (None, Some(file)) => {
+                let text = read("feed_token_file", &file)?;
+                Some(String::from_utf8_lossy(&text).trim().to_owned())
+            }
+            (None, None) => None,
+        };
+        let tls = raw
+            .tls
+            .map(|tls| {
+                let identity = match (tls.cert_file, tls.key_file) {
+                    (Some(cert), Some(key)) => {
+                        Some((read("tls.cert_file", &cert)?, read("tls.key_file", &key)?))
+                    }
+                    (None, None) => None,
+                    _ => {
+                        return Err(invalid("tls", "cert_file and key_file go together"));
+                    }
+                };
+                Ok(FollowerTls {
+                    ca_pem: read("tls.ca_file", &tls.ca_file)?,
+                    identity,
+                })
+            })
+            .transpose()?;
+        if token.is_none() && tls.as_ref().is_none_or(|tls| tls.identity.is_none()) {
+            return Err(invalid(
+                "feed_token",
+                "the feed needs a credential: feed_token, feed_token_file or a tls client \
+                 certificate",
+            ));
+        }
+        let stale_policy = match raw.stale_policy.as_deref().unwrap_or("deny") {
+            "deny" => StalePolicy::Deny,
+            "serve-stale" => StalePolicy::ServeStale,
+            other => {
+                return Err(invalid(
+                    "stale_policy",
+                    format!("{other:?} is not one of \"deny\", \"serve-stale\""),
+                ));
+            }
+        };
+        let max_staleness = raw.max_staleness.unwrap_or(Duration::from_secs(30));
+        if max_staleness < Duration::from_secs(1) {
+            return Err(invalid("max_staleness", "must be at least 1s"));
+        }
+        let resync_interval = raw.resync_interval.unwrap_or(Duration::from_secs(600));
+        if resync_interval < Duration::from_secs(10) {
+            return Err(invalid("resync_interval", "must be at least 10s"));
+        }
+        let headers = raw.headers;
+        for name in [
+            &headers.issuer,
+            &headers.token_id,
+            &headers.payload,
+            &headers.session,
+            &headers.subject,
+            &headers.client_id,
+            &headers.azp,
+            &headers.issued_at,
+        ] {
+            let usable = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !usable {
+                return Err(invalid(
+                    "headers",
+                    format!("{name:?} is not a lowercase header name"),
+                ));
+            }
+        }
+        Ok(Self {
+            feed: FollowerOptions {
+                endpoints,
+                token,
+                tls,
+            },
+            replica: ReplicaConfig {
+                max_staleness,
+                stale_policy,
+                resync_interval,
+            },
+            issuers: raw.issuers,
+            realm: raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned()),
+            headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_config_takes_the_servers_defaults() {
+        let settings = FilterSettings::parse(br#"{"feed": "127.0.0.1:9191", "feed_token": "t"}"#)
+            .expect("valid");
+        assert_eq!(settings.feed.endpoints, ["http://127.0.0.1:9191"]);
+        assert_eq!(settings.replica.max_staleness, Duration::from_secs(30));
+        assert_eq!(settings.replica.stale_policy, StalePolicy::Deny);
+        assert_eq!(settings.headers, ClaimHeaders::default());
+        assert_eq!(settings.realm, "jwt-revoker");
+    }
+
+    #[test]
+    fn refuses_no_credential_bad_policy_unknown_keys_and_bad_headers() {
+        for bad in [
+            r#"{"feed": "127.0.0.1:1"}"#,
+            r#"{"feed": [], "feed_token": "t"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "stale_policy": "allow"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "max_staleness": "10ms"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "surprise": 1}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "X Iss"}}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "feed_token_file": "/x"}"#,
+            "not json",
+        ] {
+            assert!(FilterSettings::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

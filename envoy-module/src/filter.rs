@@ -1,0 +1,277 @@
+//! The filter: the claims of a request looked up in the replica, and the answer, either
+//! continue or a refusal with the server's RFC 6750 texts.
+
+use crate::claims::{ClaimsError, RequestClaims, RequestHeaders};
+use crate::config::{ConfigError, FilterSettings};
+use crate::feed::{Feed, FeedError};
+use jwt_revoker::authz::challenge;
+use jwt_revoker::revocation::{Lookup, Replica, RevocationKind};
+
+/// Why the filter could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The configuration is refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The feed could not start.
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+}
+
+/// A local reply refusing the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u32,
+    /// Response headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: String,
+    /// Envoy's response-code details (for access logs).
+    pub details: &'static str,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through.
+    Continue,
+    /// Answer it with this.
+    Refuse(Refusal),
+}
+
+fn refusal(
+    status: u32,
+    challenge: Option<String>,
+    error: &str,
+    description: &str,
+    details: &'static str,
+) -> Verdict {
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ];
+    headers.extend(challenge.map(|c| ("www-authenticate", c)));
+    Verdict::Refuse(Refusal {
+        status,
+        headers,
+        body: challenge::error_body(error, description),
+        details,
+    })
+}
+
+fn invalid_token(realm: &str, description: &str, details: &'static str) -> Verdict {
+    refusal(
+        401,
+        Some(challenge::invalid_token_challenge(realm, description)),
+        "invalid_token",
+        description,
+        details,
+    )
+}
+
+/// The `details` of a refusal caused by a bug (a caught panic).
+pub const INTERNAL_ERROR_DETAILS: &str = "jwt_revoker_internal_error";
+
+/// The reply to a request whose check failed unexpectedly: 500, fail closed.
+pub fn internal_error() -> Refusal {
+    let description = "the revocation check failed; retry later";
+    match refusal(
+        500,
+        None,
+        "server_error",
+        description,
+        INTERNAL_ERROR_DETAILS,
+    ) {
+        Verdict::Refuse(refusal) => refusal,
+        Verdict::Continue => unreachable!("refusal() refuses"),
+    }
+}
+
+/// How the filter decides, apart from where revocations come from.
+#[derive(Debug)]
+pub struct Decider {
+    settings: FilterSettings,
+}
+
+impl Decider {
+    /// A decider with `settings`.
+    pub fn new(settings: FilterSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The verdict on a request with `headers`, looked up in `replica` at `now`.
+    pub fn decide(&self, headers: &impl RequestHeaders, replica: &Replica, now: u64) -> Verdict {
+        let realm = &self.settings.realm;
+        let claims = match RequestClaims::read(headers, &self.settings.headers) {
+            Ok(claims) => claims,
+            Err(ClaimsError::NoToken) => {
+                return refusal(
+                    401,
+                    Some(challenge::bearer_challenge(realm)),
+                    "unauthorized",
+                    "a bearer token is required",
+                    "jwt_revoker_no_token",
+                );
+            }
+            Err(ClaimsError::Repeated) => {
+                return invalid_token(
+                    realm,
+                    "the token's claims are ambiguous",
+                    "jwt_revoker_repeated_claim",
+                );
+            }
+            Err(ClaimsError::Malformed) => {
+                return invalid_token(
+                    realm,
+                    "the token's claims are malformed",
+                    "jwt_revoker_malformed_claim",
+                );
+            }
+            Err(ClaimsError::NoTokenId) => {
+                return invalid_token(
+                    realm,
+                    "the token cannot be identified",
+                    "jwt_revoker_no_token_id",
+                );
+            }
+        };
+        let issuers = &self.settings.issuers;
+        if !issuers.is_empty() && !issuers.iter().any(|i| i == claims.issuer()) {
+            return invalid_token(
+                realm,
+                "the token's issuer is not accepted here",
+                "jwt_revoker_issuer_not_accepted",
+            );
+        }
+        match replica.lookup(&claims.identity(), now) {
+            Lookup::Clear => Verdict::Continue,
+            Lookup::Revoked(kind) => {
+                invalid_token(realm, challenge::REVOKED, revoked_details(kind))
+            }
+            Lookup::Unavailable => refusal(
+                503,
+                None,
+                "temporarily_unavailable",
+                challenge::UNAVAILABLE,
+                "jwt_revoker_unavailable",
+            ),
+        }
+    }
+}
+
+fn revoked_details(kind: RevocationKind) -> &'static str {
+    match kind {
+        RevocationKind::Token => "jwt_revoker_revoked_token",
+        RevocationKind::Session => "jwt_revoker_revoked_session",
+        RevocationKind::Subject => "jwt_revoker_revoked_subject",
+        RevocationKind::Client => "jwt_revoker_revoked_client",
+    }
+}
+
+/// The filter config Envoy holds: the decider and the feed keeping its replica current.
+#[derive(Debug)]
+pub struct RevocationFilter {
+    decider: Decider,
+    feed: Feed,
+}
+
+impl RevocationFilter {
+    /// Parses the JSON `config` and starts the feed thread.
+    pub fn new(config: &[u8]) -> Result<Self, FilterError> {
+        let settings = FilterSettings::parse(config)?;
+        let feed = Feed::start(&settings.feed, settings.replica.clone())?;
+        Ok(Self {
+            decider: Decider::new(settings),
+            feed,
+        })
+    }
+
+    /// The verdict on a request with `headers` at `now` (Unix seconds).
+    pub fn decide(&self, headers: &impl RequestHeaders, now: u64) -> Verdict {
+        self.decider.decide(headers, self.feed.replica(), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::tests::Fixed;
+
+    fn decider() -> Decider {
+        let settings = FilterSettings::parse(
+            br#"{"feed": "127.0.0.1:1", "feed_token": "t", "issuers": ["https://idp"], "realm": "mesh"}"#,
+        )
+        .expect("settings");
+        Decider::new(settings)
+    }
+
+    fn status(verdict: &Verdict) -> u32 {
+        match verdict {
+            Verdict::Continue => 0,
+            Verdict::Refuse(refusal) => refusal.status,
+        }
+    }
+
+    #[test]
+    fn a_replica_that_never_synced_refuses_with_503_and_no_challenge() {
+        let replica = Replica::new(jwt_revoker::config::ReplicaConfig {
+            max_staleness: std::time::Duration::from_secs(30),
+            stale_policy: jwt_revoker::config::StalePolicy::ServeStale,
+            resync_interval: std::time::Duration::from_secs(600),
+        });
+        let headers = Fixed::new(&[("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")]);
+        let Verdict::Refuse(refusal) = decider().decide(&headers, &replica, 1) else {
+            panic!("a replica that never synced must refuse");
+        };
+        assert_eq!(refusal.status, 503);
+        assert!(
+            refusal
+                .headers
+                .iter()
+                .all(|(name, _)| *name != "www-authenticate")
+        );
+        assert!(refusal.body.contains(challenge::UNAVAILABLE));
+    }
+
+    #[test]
+    fn missing_ambiguous_or_foreign_claims_refuse_with_401_before_any_lookup() {
+        let replica = Replica::new(jwt_revoker::config::ReplicaConfig {
+            max_staleness: std::time::Duration::from_secs(30),
+            stale_policy: jwt_revoker::config::StalePolicy::Deny,
+            resync_interval: std::time::Duration::from_secs(600),
+        });
+        let decider = decider();
+        let no_token = decider.decide(&Fixed::new(&[]), &replica, 1);
+        let Verdict::Refuse(refusal) = &no_token else {
+            panic!("no claims must refuse");
+        };
+        assert_eq!(refusal.status, 401);
+        assert!(
+            refusal
+                .headers
+                .contains(&("www-authenticate", "Bearer realm=\"mesh\"".to_owned()))
+        );
+        for pairs in [
+            &[
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "a"),
+                ("x-jwt-jti", "b"),
+            ][..],
+            &[("x-jwt-iss", "https://other"), ("x-jwt-jti", "a")][..],
+            &[("x-jwt-iss", "https://idp")][..],
+        ] {
+            assert_eq!(
+                status(&decider.decide(&Fixed::new(pairs), &replica, 1)),
+                401,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_internal_error_reply_is_a_500() {
+        assert_eq!(internal_error().status, 500);
+        assert_eq!(internal_error().details, INTERNAL_ERROR_DETAILS);
+    }
+}
