@@ -171,6 +171,8 @@ struct RawIssuer {
     #[serde(default, with = "humantime_serde")]
     jwks_min_refresh_interval: Option<Duration>,
     backchannel_audiences: Option<Vec<String>>,
+    #[serde(default)]
+    allow_missing_iat: bool,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -409,6 +411,9 @@ pub struct IssuerConfig {
     pub jwks_refresh_interval: Duration,
     /// The least time between two fetches triggered by an unknown `kid`.
     pub jwks_min_refresh_interval: Duration,
+    /// Accept this issuer's tokens without `iat` (RFC 9068 makes it required). Revocations
+    /// by identifier cannot be sure to outlive such tokens (README, *Revocations*).
+    pub allow_missing_iat: bool,
 }
 
 /// The default authorization address.
@@ -942,6 +947,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         hmac_secret_file,
         jwks_refresh_interval,
         jwks_min_refresh_interval,
+        allow_missing_iat: raw.allow_missing_iat,
     })
 }
 
@@ -1115,7 +1121,13 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         );
         assert_eq!(config.replica.stale_policy, StalePolicy::Deny);
         assert_eq!(config.issuers[0].algorithms.len(), 3);
+        assert!(
+            !config.issuers[0].allow_missing_iat,
+            "iat is required by default"
+        );
         assert!(matches!(config.admin, AdminAuth::Token(_)));
+        let lenient = parse(&format!("{ISSUER}allow_missing_iat = true\n")).expect("valid");
+        assert!(lenient.issuers[0].allow_missing_iat);
     }
 
     #[test]
