@@ -409,7 +409,7 @@ pub struct IssuerConfig {
     pub hmac_secret_file: Option<PathBuf>,
     /// How often a `jwks_uri` is re-fetched.
     pub jwks_refresh_interval: Duration,
-    /// The least time between two fetches triggered by an unknown `kid`.
+    /// The window in which at most three fetches triggered by unknown `kid`s run.
     pub jwks_min_refresh_interval: Duration,
     /// Accept this issuer's tokens without `iat` (RFC 9068 makes it required). Revocations
     /// by identifier cannot be sure to outlive such tokens (README, *Revocations*).
@@ -936,7 +936,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
     if jwks_min_refresh_interval < Duration::from_secs(1) {
         return Err(invalid(
             key("jwks_min_refresh_interval"),
-            "must be at least 1s (it rate-limits fetches triggered by unknown kids)",
+            "must be at least 1s (it budgets fetches triggered by unknown kids)",
         ));
     }
     Ok(IssuerConfig {
