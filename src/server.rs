@@ -234,7 +234,11 @@ pub async fn run(
         .set_service_status(ADMIN_SERVICE, ServingStatus::Serving)
         .await;
 
-    let cache = VerifiedCache::new(config.cache_max_entries, config.leeway);
+    let cache = VerifiedCache::new(
+        config.cache_max_entries,
+        config.cache_max_bytes,
+        config.leeway,
+    );
     let decider = Arc::new(Decider::new(
         Arc::clone(&verifier),
         cache,

@@ -78,3 +78,23 @@ impl From<AdminError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn a_token_whose_key_cannot_be_found_is_retryable_not_invalid() {
+        for error in [TokenError::KeysUnavailable, TokenError::UnknownKey] {
+            assert_eq!(
+                Status::from(AdminError::Token(error)).code(),
+                Code::Unavailable
+            );
+        }
+        assert_eq!(
+            Status::from(AdminError::Token(TokenError::BadSignature)).code(),
+            Code::InvalidArgument
+        );
+    }
+}

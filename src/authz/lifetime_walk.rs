@@ -64,7 +64,7 @@ impl Stack {
         );
         let decider = Decider::new(
             Arc::clone(&verifier),
-            VerifiedCache::new(1000, Duration::from_secs(LEEWAY)),
+            VerifiedCache::new(1000, 1 << 24, Duration::from_secs(LEEWAY)),
             Arc::clone(&replica),
             TokenSources::default(),
             8192,

@@ -152,6 +152,7 @@ struct RawReplica {
 #[serde(deny_unknown_fields)]
 struct RawCache {
     max_entries: Option<u64>,
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +222,8 @@ pub struct Config {
     pub replica: ReplicaConfig,
     /// Verified-token cache capacity (entries); 0 disables the cache.
     pub cache_max_entries: u64,
+    /// Verified-token cache capacity (bytes, as the cache counts them); 0 disables the cache.
+    pub cache_max_bytes: u64,
     /// The trusted issuers.
     pub issuers: Vec<IssuerConfig>,
     /// Issuer → the `aud` values its back-channel logout tokens may carry (the client ids it
@@ -509,6 +512,10 @@ impl Config {
         let response = validate_response(raw.response, &token_sources)?;
         let replica = validate_replica(raw.replica)?;
         let cache_max_entries = raw.cache.max_entries.unwrap_or(100_000);
+        let cache_max_bytes = raw
+            .cache
+            .max_bytes
+            .unwrap_or(crate::token::cache::DEFAULT_MAX_BYTES);
 
         if raw.issuers.is_empty() {
             return Err(invalid(
@@ -557,6 +564,7 @@ impl Config {
             response,
             replica,
             cache_max_entries,
+            cache_max_bytes,
             issuers,
             backchannel_audiences,
             logout_routes,
