@@ -1136,6 +1136,12 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         assert!(matches!(config.admin, AdminAuth::Token(_)));
         let lenient = parse(&format!("{ISSUER}allow_missing_iat = true\n")).expect("valid");
         assert!(lenient.issuers[0].allow_missing_iat);
+        assert_eq!(
+            (config.cache_max_entries, config.cache_max_bytes),
+            (100_000, 48 * 1024 * 1024)
+        );
+        let sized = parse(&format!("[cache]\nmax_bytes = 1000\n{ISSUER}")).expect("valid");
+        assert_eq!(sized.cache_max_bytes, 1000);
     }
 
     #[test]

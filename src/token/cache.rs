@@ -40,7 +40,7 @@ const ENTRY_OVERHEAD_BYTES: u64 = 512;
 /// slot share of the map or vector, and the allocator's rounding.
 const JSON_ITEM_OVERHEAD_BYTES: u64 = 64;
 /// The default `cache.max_bytes`: see README, *Memory*.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_BYTES: u64 = 48 * 1024 * 1024;
 
 struct Entry {
     /// The token string, compared on every hit.
