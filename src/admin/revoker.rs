@@ -173,12 +173,13 @@ impl Revoker {
         reason: &str,
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
-        if self.lifetimes.token_expired(exp, now) {
-            return Ok(RevokeResult::AlreadyExpired);
-        }
         let expires_at = self
             .lifetimes
             .revocation_expiry(Covered::Token { exp, iat });
+        if expires_at <= now {
+            // Check can no longer accept it: nothing to revoke.
+            return Ok(RevokeResult::AlreadyExpired);
+        }
         self.insert(key, now, expires_at, reason, now).await
     }
 

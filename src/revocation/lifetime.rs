@@ -72,11 +72,6 @@ impl Lifetimes {
                 .saturating_add(self.leeway),
         }
     }
-
-    /// Whether Check can no longer accept a token whose `exp` is `exp` at `now`.
-    pub fn token_expired(&self, exp: u64, now: u64) -> bool {
-        exp.saturating_add(self.leeway) <= now
-    }
 }
 
 #[cfg(test)]
@@ -98,8 +93,6 @@ mod tests {
         // An `iat` in the future: accepted from a leeway before it until `exp + leeway`.
         assert_eq!(token(week, Some(week - 3600)), week + 30);
         assert_eq!(token(u64::MAX, None), u64::MAX);
-        assert!(lifetimes.token_expired(1000, 1030));
-        assert!(!lifetimes.token_expired(1000, 1029));
     }
 
     #[test]
