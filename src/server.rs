@@ -246,6 +246,7 @@ pub async fn run(
         config.token_sources.clone(),
         config.max_token_bytes,
     ));
+    crate::metrics::cache::CacheCollector::register(Arc::clone(&decider), &mut registry);
     let authz = AuthzService::new(decider, config.response.clone())
         .with_metrics(CheckMetrics::register(&mut registry));
     let revoker = Arc::new(Revoker::new(
