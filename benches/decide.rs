@@ -93,7 +93,7 @@ impl Fixture {
         let decider = |cache: u64| {
             Decider::new(
                 Arc::clone(&verifier),
-                VerifiedCache::new(cache, config.leeway),
+                VerifiedCache::new(cache, config.cache_max_bytes, config.leeway),
                 Arc::clone(&replica),
                 config.token_sources.clone(),
                 config.max_token_bytes,

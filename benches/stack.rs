@@ -6,6 +6,8 @@
 //! 1. Memory per revocation: the in-memory `RevocationSet` at 1,000,000 entries (RSS of
 //!    this process before and after), and the RSS of a `jwt-revoker serve` holding them.
 //! 2. Snapshot load time of 1,000,000 revocations from the embedded store and from Redis.
+//!    Then the verified-token cache: RSS of a server with the default `[cache]` limits after
+//!    100,000 distinct valid tokens, each checked twice (section `cache`).
 //! 3. gRPC load (`examples/check_load.rs`) on the always-allow server
 //!    (`examples/allow_all.rs`), on jwt-revoker with no revocations and with 1,000,000:
 //!    checks/s, p50/p99, server CPU per Check; Redis commands issued during it.
@@ -61,6 +63,7 @@ type Section = fn(&Bins) -> Result<String>;
 /// (`cargo bench --bench stack -- grpc envoy`).
 const SECTIONS: [(&str, Section); 5] = [
     ("memory", memory_and_load),
+    ("cache", cache_memory),
     ("grpc", grpc_load),
     ("envoy", through_envoy),
     ("propagation", propagation),
@@ -554,6 +557,55 @@ fn memory_and_load(bins: &Bins) -> Result<String> {
         per(redis_rss),
         embedded_load.as_secs_f64(),
         redis_load.as_secs_f64(),
+    ))
+}
+
+/// Distinct tokens driven through the verified-token cache.
+const CACHE_TOKENS: usize = 100_000;
+
+/// RSS of a server with the default cache limits before and after [`CACHE_TOKENS`] distinct
+/// valid tokens (EdDSA: cheap to sign), each checked twice.
+fn cache_memory(bins: &Bins) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(bins, &format!("data_dir = \"{}\"", dir.path().display()))?;
+    let baseline = server.process.rss()?;
+    let tokens = CACHE_TOKENS.to_string();
+    // The warm-up sends every token once, the timed run each again.
+    let output = Command::new(&bins.check_load)
+        .args(["--addr", &format!("http://127.0.0.1:{}", server.authz)])
+        .args(["--alg", "EdDSA", "--tokens", &tokens, "--requests", &tokens])
+        .args([
+            "--connections",
+            "2",
+            "--concurrency",
+            "32",
+            "--duration",
+            "900s",
+        ])
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "check_load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    ensure!(
+        json["allowed"].as_u64() == Some(CACHE_TOKENS as u64),
+        "not every check was allowed: {json}"
+    );
+    let after = server.process.rss()?;
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    Ok(format!(
+        "\n### Verified-token cache, {CACHE_TOKENS} distinct EdDSA tokens each checked twice \
+         (defaults: `cache.max_entries = 100000`, `cache.max_bytes = {} MiB`)\n\n\
+         | measure | value |\n|---|---|\n\
+         | RSS of an empty server | {:.1} MiB |\n\
+         | RSS after the tokens | {:.1} MiB |\n\
+         | growth | {:.1} MiB |\n",
+        jwt_revoker::token::cache::DEFAULT_MAX_BYTES / (1024 * 1024),
+        mib(baseline),
+        mib(after),
+        mib(after.saturating_sub(baseline)),
     ))
 }
 

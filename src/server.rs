@@ -235,7 +235,11 @@ pub async fn run(
         .set_service_status(ADMIN_SERVICE, ServingStatus::Serving)
         .await;
 
-    let cache = VerifiedCache::new(config.cache_max_entries, config.leeway);
+    let cache = VerifiedCache::new(
+        config.cache_max_entries,
+        config.cache_max_bytes,
+        config.leeway,
+    );
     let decider = Arc::new(Decider::new(
         Arc::clone(&verifier),
         cache,
@@ -243,6 +247,7 @@ pub async fn run(
         config.token_sources.clone(),
         config.max_token_bytes,
     ));
+    crate::metrics::cache::CacheCollector::register(Arc::clone(&decider), &mut registry);
     let authz = AuthzService::new(decider, config.response.clone())
         .with_metrics(CheckMetrics::register(&mut registry));
     let revoker = Arc::new(Revoker::new(

@@ -70,6 +70,8 @@ fn counters_move_as_requests_are_allowed_and_denied() {
         value(&before, "jwt_revoker_store_entries_skipped_total"),
         0.0
     );
+    assert_eq!(value(&before, "jwt_revoker_token_cache_entries"), 0.0);
+    assert_eq!(value(&before, "jwt_revoker_token_cache_bytes"), 0.0);
 
     let token = tokens::valid("metrics-alice");
     let allowed = Request::get("/api")
@@ -114,6 +116,9 @@ fn counters_move_as_requests_are_allowed_and_denied() {
         3.0
     );
     assert!(value(&after, "jwt_revoker_check_duration_seconds_sum") > 0.0);
+    // The one verified token is cached, counted for at least its own bytes.
+    assert_eq!(value(&after, "jwt_revoker_token_cache_entries"), 1.0);
+    assert!(value(&after, "jwt_revoker_token_cache_bytes") > token.len() as f64);
     assert_eq!(
         value(&after, r#"jwt_revoker_revocations{kind="token"}"#),
         1.0

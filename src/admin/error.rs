@@ -55,8 +55,12 @@ impl From<AdminError> for Status {
         match &error {
             AdminError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             AdminError::NotFound(_) => Status::not_found(error.to_string()),
-            AdminError::Token(TokenError::KeysUnavailable) => {
-                Status::unavailable("token: the issuer's keys are unavailable; retry later")
+            // A key that cannot be found may be one the issuer just rotated in: retryable,
+            // never a final refusal, or a revocation or logout would be lost.
+            AdminError::Token(TokenError::KeysUnavailable | TokenError::UnknownKey) => {
+                Status::unavailable(
+                    "token: no key of the issuer is at hand for it yet; retry later",
+                )
             }
             AdminError::Token(token) => {
                 Status::invalid_argument(format!("token: rejected ({})", token.reason()))
@@ -72,5 +76,25 @@ impl From<AdminError> for Status {
                 Status::internal("internal store error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn a_token_whose_key_cannot_be_found_is_retryable_not_invalid() {
+        for error in [TokenError::KeysUnavailable, TokenError::UnknownKey] {
+            assert_eq!(
+                Status::from(AdminError::Token(error)).code(),
+                Code::Unavailable
+            );
+        }
+        assert_eq!(
+            Status::from(AdminError::Token(TokenError::BadSignature)).code(),
+            Code::InvalidArgument
+        );
     }
 }

@@ -9,7 +9,7 @@ use super::revoker::Revoker;
 use crate::clock::unix_now;
 use crate::config::AdminAuth;
 use crate::revocation::{RevocationKey, RevocationKind, StoreError};
-use crate::token::LogoutTokenError;
+use crate::token::{LogoutTokenError, TokenError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -74,9 +74,27 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// The 503 answer for a token whose issuer key cannot be found (yet): it may be one the
+/// issuer just rotated in, so the sender must retry rather than give up.
+fn key_unavailable() -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "no key of the issuer is at hand for this token yet; retry",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// The one table mapping admin errors to HTTP answers (the gRPC one is in `error.rs`).
 fn admin_error(err: AdminError) -> Response {
     match err {
+        AdminError::Token(TokenError::KeysUnavailable | TokenError::UnknownKey) => {
+            tracing::info!("admin http request: the token's key is not at hand; answered 503");
+            key_unavailable()
+        }
         AdminError::InvalidArgument { .. } | AdminError::Token(_) => {
             error(StatusCode::BAD_REQUEST, "invalid_request", &err.to_string())
         }
@@ -191,7 +209,13 @@ async fn revoke(State(state): State<HttpState>, headers: HeaderMap, body: Bytes)
     match state.revoker.revoke_token(token, reason, unix_now()).await {
         Ok(_) => ok(),
         // RFC 7009 §2.2: an invalid token needs no revocation; the answer is 200 all the same.
-        Err(AdminError::Token(refused)) => {
+        // A token whose key cannot be found (yet) is not known to be invalid: 503, retry.
+        Err(AdminError::Token(refused))
+            if !matches!(
+                refused,
+                TokenError::KeysUnavailable | TokenError::UnknownKey
+            ) =>
+        {
             tracing::info!(
                 reason = refused.reason(),
                 "rfc 7009: invalid token, nothing to revoke"
@@ -231,6 +255,12 @@ async fn backchannel_logout(
         .await
     {
         Ok(verified) => verified,
+        Err(LogoutTokenError::Token(TokenError::KeysUnavailable | TokenError::UnknownKey)) => {
+            // Perhaps signed with a key the provider just rotated in: it must retry, or the
+            // logout is lost.
+            tracing::info!("back-channel logout: the token's key is not at hand; answered 503");
+            return key_unavailable();
+        }
         Err(refused) => {
             tracing::info!(reason = refused.reason(), "back-channel logout refused");
             return refusal(&refused);

@@ -4,7 +4,8 @@
 
 use super::error::AdminError;
 use crate::revocation::{
-    Change, Inserted, Page, Replica, Revocation, RevocationKey, RevocationKind, Store,
+    Change, Covered, Inserted, Lifetimes, Page, Replica, Revocation, RevocationKey, RevocationKind,
+    Store,
 };
 use crate::token::{TimeRule, VerifiedToken, Verifier};
 use std::collections::HashSet;
@@ -36,8 +37,7 @@ pub struct Revoker {
     replica: Arc<Replica>,
     verifier: Arc<Verifier>,
     issuers: HashSet<String>,
-    max_token_lifetime: Duration,
-    leeway: Duration,
+    lifetimes: Lifetimes,
 }
 
 impl std::fmt::Debug for Revoker {
@@ -64,8 +64,7 @@ impl Revoker {
             replica,
             verifier,
             issuers: issuers.into_iter().collect(),
-            max_token_lifetime,
-            leeway,
+            lifetimes: Lifetimes::new(max_token_lifetime, leeway),
         }
     }
 
@@ -112,7 +111,9 @@ impl Revoker {
             token.token_id.clone(),
         )
         .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
-        let result = self.revoke_token_key(key, claims.exp, reason, now).await?;
+        let result = self
+            .revoke_token_key(key, claims.exp, claims.iat, reason, now)
+            .await?;
         Ok((RevocationKind::Token, result))
     }
 
@@ -130,12 +131,13 @@ impl Revoker {
     }
 
     /// The key that names a raw token: its issuer and `jti` (or payload digest). The token
-    /// must verify (signature, issuer, audience); its expiry is returned, not enforced.
+    /// must verify (signature, issuer, audience); its `exp` and `iat` are returned, not
+    /// enforced.
     pub async fn token_key(
         &self,
         token: &str,
         now: u64,
-    ) -> Result<(RevocationKey, u64), AdminError> {
+    ) -> Result<(RevocationKey, u64, Option<u64>), AdminError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(AdminError::invalid("token", "must not be empty"));
@@ -147,40 +149,37 @@ impl Revoker {
             verified.token_id.clone(),
         )
         .map_err(|e| AdminError::from_invalid_revocation("token.", &e))?;
-        Ok((key, verified.claims.exp))
+        Ok((key, verified.claims.exp, verified.claims.iat))
     }
 
-    /// Revokes a raw token until its `exp` (plus leeway, as long as Check could accept it).
+    /// Revokes a raw token until its `exp` plus leeway (as long as Check could accept it).
     pub async fn revoke_token(
         &self,
         token: &str,
         reason: &str,
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
-        let (key, exp) = self.token_key(token, now).await?;
-        self.revoke_token_key(key, exp, reason, now).await
+        let (key, exp, iat) = self.token_key(token, now).await?;
+        self.revoke_token_key(key, exp, iat, reason, now).await
     }
 
-    /// Revokes the token named by `key`, whose `exp` is `exp`, for as long as Check could
-    /// accept it.
+    /// Revokes the token named by `key`, whose `exp` and `iat` are given, for as long as
+    /// Check could accept it ([`Lifetimes::revocation_expiry`]).
     async fn revoke_token_key(
         &self,
         key: RevocationKey,
         exp: u64,
+        iat: Option<u64>,
         reason: &str,
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
-        if exp.saturating_add(self.leeway.as_secs()) <= now {
+        let expires_at = self
+            .lifetimes
+            .revocation_expiry(Covered::Token { exp, iat });
+        if expires_at <= now {
+            // Check can no longer accept it: nothing to revoke.
             return Ok(RevokeResult::AlreadyExpired);
         }
-        // Check accepts a token only if `exp` is at most `max_token_lifetime` (plus leeway)
-        // away, and until `exp` plus leeway: a revocation lasting that long covers every
-        // token Check could still accept, and stays bounded whatever `exp` says.
-        let leeway = self.leeway.as_secs();
-        let latest_exp = now
-            .saturating_add(self.max_token_lifetime.as_secs())
-            .saturating_add(leeway);
-        let expires_at = exp.min(latest_exp).saturating_add(leeway);
         self.insert(key, now, expires_at, reason, now).await
     }
 
@@ -196,15 +195,13 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let key = self.check_key(key, "key.")?;
-        let expires_at = revoked_at
-            .min(now)
-            .saturating_add(self.max_token_lifetime.as_secs())
-            .saturating_add(self.leeway.as_secs());
-        self.insert(key, revoked_at.min(now), expires_at, reason, now)
-            .await
+        let at = revoked_at.min(now);
+        let expires_at = self.lifetimes.revocation_expiry(Covered::IssuedBy { at });
+        self.insert(key, at, expires_at, reason, now).await
     }
 
-    /// Revokes by key, until `expires_at` or, by default, the longest a token can live.
+    /// Revokes by key, until `expires_at` or, by default, until no token it covers can be
+    /// accepted any more ([`Lifetimes::revocation_expiry`]).
     pub async fn revoke_key(
         &self,
         key: RevocationKey,
@@ -213,9 +210,9 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let key = self.check_key(key, "key.")?;
-        let longest = now
-            .saturating_add(self.max_token_lifetime.as_secs())
-            .saturating_add(self.leeway.as_secs());
+        let longest = self
+            .lifetimes
+            .revocation_expiry(Covered::IssuedBy { at: now });
         let expires_at = match expires_at {
             None => longest,
             Some(at) if at <= now => {
@@ -224,7 +221,7 @@ impl Revoker {
             Some(at) if at > longest => {
                 return Err(AdminError::invalid(
                     "expires_at",
-                    "must be within max_token_lifetime (plus leeway) from now",
+                    "must be within max_token_lifetime (plus twice the leeway) from now",
                 ));
             }
             Some(at) => at,

@@ -6,7 +6,10 @@ use crate::revocation::{Lookup, Replica, RevocationKind, TokenIdentity};
 use crate::token::{
     HeaderSource, TimeRule, TokenError, VerifiedCache, VerifiedToken, Verifier, extract_token,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Work done on a freshly verified token before it goes into the verified-token cache.
+pub type Prepare = Box<dyn Fn(&VerifiedToken) + Send + Sync>;
 
 /// Why a request is refused.
 #[derive(Debug)]
@@ -55,6 +58,7 @@ pub struct Decider {
     replica: Arc<Replica>,
     sources: TokenSources,
     max_token_bytes: usize,
+    prepare: OnceLock<Prepare>,
 }
 
 impl std::fmt::Debug for Decider {
@@ -78,7 +82,20 @@ impl Decider {
             replica,
             sources,
             max_token_bytes,
+            prepare: OnceLock::new(),
         }
+    }
+
+    /// Runs `prepare` on every freshly verified token before it is cached (once; later calls
+    /// are ignored): the Check service builds the token's allow response there, so that the
+    /// cache counts it in the entry's bytes.
+    pub fn prepare_with(&self, prepare: Prepare) {
+        let _ = self.prepare.set(prepare);
+    }
+
+    /// The verified-token cache.
+    pub fn cache(&self) -> &VerifiedCache {
+        &self.cache
     }
 
     /// Decides on a request with these headers at `now` (Unix seconds).
@@ -93,6 +110,9 @@ impl Decider {
             Some(verified) => verified,
             None => match self.verifier.verify(token, now, TimeRule::Enforce).await {
                 Ok(verified) => {
+                    if let Some(prepare) = self.prepare.get() {
+                        prepare(&verified);
+                    }
                     let verified = Arc::new(verified);
                     self.cache
                         .insert(token, Arc::clone(&verified), now, generation);
@@ -123,5 +143,64 @@ pub fn identity(token: &VerifiedToken) -> TokenIdentity<'_> {
         subject: claims.sub.as_deref(),
         client: claims.client_id.as_deref(),
         issued_at: claims.iat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::AuthzService;
+    use crate::config::{ReplicaConfig, ResponseConfig, StalePolicy};
+    use crate::token::cache::entry_bytes;
+    use crate::token::test_tokens::{NOW, TestKey, test_issuers};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_allow_response_is_built_before_caching_and_counted() {
+        let verifier = Verifier::new(
+            &test_issuers(),
+            Duration::ZERO,
+            8192,
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("verifier");
+        let replica = Replica::new(ReplicaConfig {
+            max_staleness: Duration::from_secs(30),
+            stale_policy: StalePolicy::Deny,
+            resync_interval: Duration::from_secs(600),
+        });
+        let decider = Arc::new(Decider::new(
+            Arc::new(verifier),
+            VerifiedCache::new(100_000, 1 << 20, Duration::ZERO),
+            Arc::new(replica),
+            TokenSources::default(),
+            8192,
+        ));
+        let response = ResponseConfig {
+            realm: "mesh".to_owned(),
+            strip_headers: Vec::new(),
+            claim_headers: Default::default(),
+            dynamic_metadata: true,
+        };
+        let _service = AuthzService::new(Arc::clone(&decider), response);
+        let key = TestKey::Rsa;
+        let token = key.mint(&key.claims());
+        let headers = HashMap::from([("authorization".to_owned(), format!("Bearer {token}"))]);
+        // The replica never synced: a 503, but the verified token is cached all the same.
+        decider.decide(&headers, NOW).await;
+        let cached = decider.cache().get(&token, NOW, 0).expect("cached");
+        let (_, encoded) = cached
+            .memo
+            .allow_response
+            .get()
+            .expect("allow response built");
+        assert!(!encoded.is_empty());
+        assert_eq!(
+            decider.cache().accounted_bytes(),
+            entry_bytes(&token, &cached)
+        );
+        assert!(decider.cache().accounted_bytes() >= (token.len() + encoded.len()) as u64);
     }
 }

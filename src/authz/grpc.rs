@@ -154,7 +154,7 @@ mod tests {
         });
         let decider = Decider::new(
             Arc::new(verifier),
-            VerifiedCache::new(10, Duration::ZERO),
+            VerifiedCache::new(10, 1 << 20, Duration::ZERO),
             Arc::new(replica),
             TokenSources::default(),
             8192,

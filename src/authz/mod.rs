@@ -13,6 +13,8 @@
 pub mod challenge;
 pub mod decision;
 pub mod grpc;
+#[cfg(test)]
+mod lifetime_walk;
 pub mod logout;
 pub mod request;
 pub mod response;

@@ -32,11 +32,18 @@ pub struct AuthzService {
 
 impl AuthzService {
     /// A Check service deciding with `decider` and answering as `response` says.
+    /// A token's allow response is built when it is verified, before it is cached, so that
+    /// the cache counts it.
     pub fn new(decider: Arc<Decider>, response: ResponseConfig) -> Self {
+        let response_id = RESPONSE_CONFIG_IDS.fetch_add(1, Ordering::Relaxed);
+        let prepared = response.clone();
+        decider.prepare_with(Box::new(move |token| {
+            encoded_allow(token, &prepared, response_id);
+        }));
         Self {
             decider,
             response,
-            response_id: RESPONSE_CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
+            response_id,
             logout: None,
             metrics: None,
         }

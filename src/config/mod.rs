@@ -158,6 +158,7 @@ struct RawReplica {
 #[serde(deny_unknown_fields)]
 struct RawCache {
     max_entries: Option<u64>,
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +178,8 @@ struct RawIssuer {
     #[serde(default, with = "humantime_serde")]
     jwks_min_refresh_interval: Option<Duration>,
     backchannel_audiences: Option<Vec<String>>,
+    #[serde(default)]
+    allow_missing_iat: bool,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -225,6 +228,8 @@ pub struct Config {
     pub replica: ReplicaConfig,
     /// Verified-token cache capacity (entries); 0 disables the cache.
     pub cache_max_entries: u64,
+    /// Verified-token cache capacity (bytes, as the cache counts them); 0 disables the cache.
+    pub cache_max_bytes: u64,
     /// The trusted issuers.
     pub issuers: Vec<IssuerConfig>,
     /// Issuer → the `aud` values its back-channel logout tokens may carry (the client ids it
@@ -415,8 +420,11 @@ pub struct IssuerConfig {
     pub hmac_secret_file: Option<PathBuf>,
     /// How often a `jwks_uri` is re-fetched.
     pub jwks_refresh_interval: Duration,
-    /// The least time between two fetches triggered by an unknown `kid`.
+    /// The window in which at most three fetches triggered by unknown `kid`s run.
     pub jwks_min_refresh_interval: Duration,
+    /// Accept this issuer's tokens without `iat` (RFC 9068 makes it required). Revocations
+    /// by identifier cannot be sure to outlive such tokens (README, *Revocations*).
+    pub allow_missing_iat: bool,
 }
 
 /// The default authorization address.
@@ -513,6 +521,10 @@ impl Config {
         let response = validate_response(raw.response, &token_sources)?;
         let replica = validate_replica(raw.replica)?;
         let cache_max_entries = raw.cache.max_entries.unwrap_or(100_000);
+        let cache_max_bytes = raw
+            .cache
+            .max_bytes
+            .unwrap_or(crate::token::cache::DEFAULT_MAX_BYTES);
 
         if raw.issuers.is_empty() {
             return Err(invalid(
@@ -561,6 +573,7 @@ impl Config {
             response,
             replica,
             cache_max_entries,
+            cache_max_bytes,
             issuers,
             backchannel_audiences,
             logout_routes,
@@ -941,7 +954,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
     if jwks_min_refresh_interval < Duration::from_secs(1) {
         return Err(invalid(
             key("jwks_min_refresh_interval"),
-            "must be at least 1s (it rate-limits fetches triggered by unknown kids)",
+            "must be at least 1s (it budgets fetches triggered by unknown kids)",
         ));
     }
     Ok(IssuerConfig {
@@ -952,6 +965,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         hmac_secret_file,
         jwks_refresh_interval,
         jwks_min_refresh_interval,
+        allow_missing_iat: raw.allow_missing_iat,
     })
 }
 
@@ -1125,7 +1139,19 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         );
         assert_eq!(config.replica.stale_policy, StalePolicy::Deny);
         assert_eq!(config.issuers[0].algorithms.len(), 3);
+        assert!(
+            !config.issuers[0].allow_missing_iat,
+            "iat is required by default"
+        );
         assert!(matches!(config.admin, AdminAuth::Token(_)));
+        let lenient = parse(&format!("{ISSUER}allow_missing_iat = true\n")).expect("valid");
+        assert!(lenient.issuers[0].allow_missing_iat);
+        assert_eq!(
+            (config.cache_max_entries, config.cache_max_bytes),
+            (100_000, 48 * 1024 * 1024)
+        );
+        let sized = parse(&format!("[cache]\nmax_bytes = 1000\n{ISSUER}")).expect("valid");
+        assert_eq!(sized.cache_max_bytes, 1000);
     }
 
     #[test]

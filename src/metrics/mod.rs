@@ -5,9 +5,11 @@
 //! - [`admin`]: a tower layer counting admin RPCs by method and gRPC code.
 //! - [`store`]: a `Store` wrapper counting store errors, and the skipped-entries counter.
 //! - [`replica`]: revocation-set size by kind and replica staleness, read at scrape time.
+//! - [`cache`]: the verified-token cache's counted bytes and entries, read at scrape time.
 //! - [`http`]: the `/metrics` HTTP endpoint.
 
 pub mod admin;
+pub mod cache;
 pub mod check;
 pub mod http;
 pub mod replica;

@@ -95,7 +95,7 @@ enum LoadError {
 }
 
 /// Wall-clock Unix seconds.
-type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+pub(crate) type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// The in-memory revocation set and its sync state.
 pub struct Replica {
@@ -130,7 +130,8 @@ impl Replica {
         Self::with_clock(config, Box::new(unix_now))
     }
 
-    fn with_clock(config: ReplicaConfig, clock: Clock) -> Self {
+    /// An empty replica reading the time (Unix seconds) from `clock`.
+    pub(crate) fn with_clock(config: ReplicaConfig, clock: Clock) -> Self {
         Self {
             set: RwLock::new(RevocationSet::new()),
             config,

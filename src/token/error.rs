@@ -56,7 +56,9 @@ pub enum TokenError {
     /// A required claim is absent.
     #[error("missing claim `{0}`")]
     MissingClaim(&'static str),
-    /// The issuer's `jwks_uri` has never been fetched successfully.
+    /// The issuer's keys are not at hand: its `jwks_uri` has never been fetched successfully,
+    /// or the token names a `kid` the last key set lacks and no fresh one could be fetched
+    /// (failed, too slow, or the fetch budget is spent). Retryable: the key may exist.
     #[error("issuer keys unavailable")]
     KeysUnavailable,
 }

@@ -10,9 +10,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, oneshot};
@@ -28,6 +29,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKGROUND_WAIT: Duration = Duration::from_secs(1);
 /// The shortest HMAC secret accepted.
 const MIN_HMAC_SECRET_BYTES: usize = 32;
+/// How long a Check or a logout waits for a fetch triggered by an unknown `kid` (below the
+/// 250 ms ext_authz timeout of the shipped Envoy configurations); the fetch itself goes on,
+/// for up to [`FETCH_TIMEOUT`], and a retry finds its keys.
+pub(crate) const ON_DEMAND_WAIT: Duration = Duration::from_millis(200);
+/// Fetches triggered by unknown `kid`s allowed per `jwks_min_refresh_interval` (whatever the
+/// start-up and periodic fetches did), so that a flood of random `kid`s stays cheap.
+const ON_DEMAND_BURST: usize = 3;
 
 /// Why an issuer's keys could not be set up at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -331,8 +339,15 @@ impl IssuerKeys {
     }
 
     /// Finds the keys for a token's `kid` and `alg` and accepts the token if `check` (a
-    /// signature check) passes with one of them. An unknown `kid` on a `jwks_uri` issuer
-    /// triggers a rate-limited refresh, then one more lookup.
+    /// signature check) passes with one of them.
+    ///
+    /// An unknown `kid` on a `jwks_uri` issuer triggers a fetch at once (one at a time:
+    /// concurrent callers wait for the one running; at most [`ON_DEMAND_BURST`] per
+    /// `jwks_min_refresh_interval`), waited for up to [`ON_DEMAND_WAIT`], then one more
+    /// lookup. A `kid` still unknown is [`TokenError::UnknownKey`] only when a key set fetched
+    /// since the call began lacks it; when no fresh key set could be had (the fetch failed,
+    /// took too long, or the budget is spent) it is [`TokenError::KeysUnavailable`]: the key
+    /// may well exist, so the caller must answer "retry", not "invalid".
     pub(crate) async fn verify(
         &self,
         kid: Option<&str>,
@@ -344,8 +359,13 @@ impl IssuerKeys {
                 Jwks::Remote { keys, .. },
                 Err(TokenError::UnknownKey | TokenError::KeysUnavailable),
             ) => {
-                keys.refresh_on_demand().await;
-                self.try_verify(kid, alg, &check)
+                let fresh = tokio::time::timeout(ON_DEMAND_WAIT, keys.refresh_on_demand())
+                    .await
+                    .unwrap_or(false);
+                match self.try_verify(kid, alg, &check) {
+                    Err(TokenError::UnknownKey) if !fresh => Err(TokenError::KeysUnavailable),
+                    result => result,
+                }
             }
             (_, result) => result,
         }
@@ -476,7 +496,13 @@ struct RemoteKeys {
     /// The last good key set; `None` until a fetch succeeds.
     current: RwLock<Option<Arc<KeySet>>>,
     /// When the last fetch started; held during a fetch so that only one runs at a time.
-    last_fetch: Mutex<Option<Instant>>,
+    last_fetch: Arc<Mutex<Option<Instant>>>,
+    /// How many fetches have ended, and whether the last one succeeded.
+    fetches: AtomicU64,
+    last_fetch_ok: AtomicBool,
+    /// When the recent fetches triggered by unknown `kid`s started (at most
+    /// [`ON_DEMAND_BURST`], within `min_refresh_interval`).
+    on_demand: std::sync::Mutex<VecDeque<Instant>>,
     /// SHA-256 of the last good JWKS document, to notice when it changes.
     last_digest: std::sync::Mutex<Option<Vec<u8>>>,
     /// Bumped when the key set changes (shared by every issuer of a verifier).
@@ -515,7 +541,10 @@ impl RemoteKeys {
             client,
             min_refresh_interval: config.jwks_min_refresh_interval,
             current: RwLock::new(None),
-            last_fetch: Mutex::new(None),
+            last_fetch: Arc::new(Mutex::new(None)),
+            fetches: AtomicU64::new(0),
+            last_fetch_ok: AtomicBool::new(false),
+            on_demand: std::sync::Mutex::new(VecDeque::with_capacity(ON_DEMAND_BURST)),
             last_digest: std::sync::Mutex::new(None),
             generation,
         })
@@ -532,6 +561,13 @@ impl RemoteKeys {
     /// last fetch. Returns whether new keys were stored.
     async fn refresh(&self, last_fetch: &mut Option<Instant>) -> bool {
         *last_fetch = Some(Instant::now());
+        let stored = self.fetch_and_store().await;
+        self.last_fetch_ok.store(stored, Ordering::Release);
+        self.fetches.fetch_add(1, Ordering::AcqRel);
+        stored
+    }
+
+    async fn fetch_and_store(&self) -> bool {
         match self.fetch().await {
             Ok((set, digest)) => {
                 tracing::debug!(issuer = %self.issuer, uri = %self.uri, keys = set.keys.len(), "jwks fetched");
@@ -558,14 +594,44 @@ impl RemoteKeys {
         }
     }
 
-    /// Refreshes for an unknown `kid`, unless a fetch started less than
-    /// `jwks_min_refresh_interval` ago. Waits for a fetch already running.
-    async fn refresh_on_demand(&self) {
-        let mut last_fetch = self.last_fetch.lock().await;
-        if last_fetch.is_some_and(|at| at.elapsed() < self.min_refresh_interval) {
-            return;
+    /// Refreshes for an unknown `kid`: waits for a fetch already running, or else starts one
+    /// if the budget allows. Returns whether a fetch that ended after the call began stored a
+    /// key set. The fetch runs in its own task, so a caller that stops waiting (see
+    /// [`ON_DEMAND_WAIT`]) does not cancel it.
+    async fn refresh_on_demand(self: &Arc<Self>) -> bool {
+        let seen = self.fetches.load(Ordering::Acquire);
+        let mut last_fetch = Arc::clone(&self.last_fetch).lock_owned().await;
+        if self.fetches.load(Ordering::Acquire) != seen {
+            // A fetch ended while this caller waited: its keys are the freshest there are.
+            return self.last_fetch_ok.load(Ordering::Acquire);
         }
-        self.refresh(&mut last_fetch).await;
+        if !self.take_on_demand_budget() {
+            tracing::debug!(issuer = %self.issuer, "unknown kid: jwks fetch budget spent");
+            return false;
+        }
+        let keys = Arc::clone(self);
+        tokio::spawn(async move { keys.refresh(&mut last_fetch).await })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Takes one of the [`ON_DEMAND_BURST`] fetches allowed per `min_refresh_interval`.
+    fn take_on_demand_budget(&self) -> bool {
+        let mut recent = self
+            .on_demand
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while recent
+            .front()
+            .is_some_and(|at| at.elapsed() >= self.min_refresh_interval)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= ON_DEMAND_BURST {
+            return false;
+        }
+        recent.push_back(Instant::now());
+        true
     }
 
     /// Fetches and parses the JWKS; returns it with the SHA-256 of the document.
@@ -837,51 +903,86 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_kid_triggers_one_rate_limited_refresh() {
+    async fn an_unknown_kid_triggers_a_fetch_at_once_within_a_small_budget() {
         let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
-        let verifier = uri_verifier(&server.url, Duration::from_secs(1)).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
         assert_eq!(server.hits(), 1);
         assert_eq!(verify(&verifier, TestKey::Rsa).await, Ok(()));
-        // The IdP rotates in a new key.
+        // The IdP rotates in a new key and signs with it at once: the first token naming it
+        // triggers a fetch right away, even just after the start-up fetch.
         server.reply(200, &jwks_json());
-        // Within the minimum interval since the start-up fetch: no refresh, still unknown.
-        assert_eq!(
-            verify(&verifier, TestKey::Ec256).await,
-            Err(TokenError::UnknownKey)
-        );
-        assert_eq!(server.hits(), 1);
-        assert_eq!(verifier.key_generation(), 0);
-        // Once the interval has passed, the unknown kid triggers one refresh and verifies.
-        eventually_verifies(&verifier, TestKey::Ec256).await;
+        assert_eq!(verify(&verifier, TestKey::Ec256).await, Ok(()));
         assert_eq!(server.hits(), 2);
         // The key set changed: verifications cached under the old one no longer count.
         assert_eq!(verifier.key_generation(), 1);
-        // A burst of unknown kids right after causes no further fetch.
-        for _ in 0..20 {
+        // Random kids: each fetches while the budget lasts (a fresh key set lacks them: an
+        // invalid token); then no more fetches, and a kid that cannot be checked is
+        // "unavailable", never "invalid".
+        for _ in 1..ON_DEMAND_BURST {
             assert_eq!(
                 verify(&verifier, TestKey::Untrusted).await,
                 Err(TokenError::UnknownKey)
             );
         }
-        assert_eq!(server.hits(), 2);
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
+        for _ in 0..20 {
+            assert_eq!(
+                verify(&verifier, TestKey::Untrusted).await,
+                Err(TokenError::KeysUnavailable)
+            );
+        }
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
         // Known kids never cause a fetch.
         assert_eq!(verify(&verifier, TestKey::Ed25519).await, Ok(()));
-        assert_eq!(server.hits(), 2);
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
+    }
+
+    #[tokio::test]
+    async fn the_fetch_budget_comes_back_after_the_minimum_interval() {
+        let min_refresh = Duration::from_millis(300);
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, min_refresh).await;
+        for _ in 0..ON_DEMAND_BURST {
+            assert_eq!(
+                verify(&verifier, TestKey::Untrusted).await,
+                Err(TokenError::UnknownKey)
+            );
+        }
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::KeysUnavailable)
+        );
+        server.reply(200, &jwks_json());
+        tokio::time::sleep(min_refresh + Duration::from_millis(50)).await;
+        assert_eq!(verify(&verifier, TestKey::Ec256).await, Ok(()));
     }
 
     #[tokio::test]
     async fn concurrent_unknown_kids_share_one_fetch() {
-        let min_refresh = Duration::from_millis(300);
         let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
-        let verifier = uri_verifier(&server.url, min_refresh).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
         server.reply(200, &jwks_json());
-        // Past the minimum interval since the start-up fetch, so one refresh is allowed.
-        tokio::time::sleep(min_refresh + Duration::from_millis(50)).await;
         let token = TestKey::Ec256.mint(&TestKey::Ec256.claims());
         let attempts = (0..8).map(|_| verifier.verify(&token, NOW, TimeRule::Enforce));
         let results = futures_util::future::join_all(attempts).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         // The first caller fetched; the others waited for it and found the new key.
+        assert_eq!(server.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_outlasts_the_wait_answers_unavailable_and_still_lands() {
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
+        server.reply(200, &jwks_json());
+        server.delay(ON_DEMAND_WAIT * 2);
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::KeysUnavailable)
+        );
+        // The fetch was not cancelled with the wait: a retry finds the new key.
+        server.delay(Duration::ZERO);
+        eventually_verifies(&verifier, TestKey::Ec256).await;
         assert_eq!(server.hits(), 2);
     }
 
@@ -898,12 +999,13 @@ mod tests {
         server.reply(200, &jwks_json());
         eventually_verifies(&verifier, TestKey::Rsa).await;
         assert!(verifier.keys_available());
-        // A failed refresh later keeps the last good keys.
+        // A failed refresh later keeps the last good keys; a kid it could not look up is
+        // unavailable (retry), not invalid.
         server.reply(500, "oops");
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(
             verify(&verifier, TestKey::Untrusted).await,
-            Err(TokenError::UnknownKey)
+            Err(TokenError::KeysUnavailable)
         );
         assert_eq!(verify(&verifier, TestKey::Rsa).await, Ok(()));
     }

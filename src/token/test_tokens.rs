@@ -186,6 +186,7 @@ pub(crate) fn issuer_with_jwks(keys: KeySource) -> IssuerConfig {
         hmac_secret_file: None,
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
+        allow_missing_iat: false,
     }
 }
 
@@ -199,6 +200,7 @@ pub(crate) fn hmac_issuer() -> IssuerConfig {
         hmac_secret_file: Some(fixture("hmac-secret.txt")),
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
+        allow_missing_iat: false,
     }
 }
 
@@ -217,6 +219,8 @@ pub(crate) struct TestHttpServer {
     pub(crate) url: String,
     hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     reply: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    /// How long each answer waits, in milliseconds.
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -235,10 +239,12 @@ impl TestHttpServer {
         );
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let reply = std::sync::Arc::new(std::sync::Mutex::new((status, body.to_owned())));
-        let (task_hits, task_reply) = (hits.clone(), reply.clone());
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (task_hits, task_reply, task_delay) = (hits.clone(), reply.clone(), delay_ms.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (hits, reply) = (task_hits.clone(), task_reply.clone());
+                let delay = task_delay.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buffer = [0u8; 1024];
@@ -250,6 +256,8 @@ impl TestHttpServer {
                     }
                     hits.fetch_add(1, Ordering::SeqCst);
                     let (status, body) = reply.lock().expect("reply").clone();
+                    let delay = delay.load(Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                     let response = format!(
                         "HTTP/1.1 {status} Test\r\ncontent-type: application/json\r\n\
                          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -264,8 +272,15 @@ impl TestHttpServer {
             url,
             hits,
             reply,
+            delay_ms,
             task,
         }
+    }
+
+    /// Delays each answer by `delay` from now on.
+    pub(crate) fn delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many requests were answered.

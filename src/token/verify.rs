@@ -141,7 +141,7 @@ impl Verifier {
             {
                 return Err(TokenError::NotYetValid);
             }
-            self.check_lifetime(&claims, now)?;
+            self.check_lifetime(issuer, &claims, now)?;
         }
         Ok(VerifiedToken::new(claims, &payload))
     }
@@ -207,10 +207,19 @@ impl Verifier {
 }
 
 impl Verifier {
-    /// Refuses a token issued in the future, or one that could stay valid longer than the
-    /// configured maximum lifetime (judged from `iat`, or from `now` without it): revocations
-    /// by identifier only last that long.
-    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
+    /// Refuses a token without `iat` (unless its issuer has `allow_missing_iat`), one issued
+    /// in the future, or one that could stay valid longer than the configured maximum
+    /// lifetime (judged from `iat`, or from `now` without it): revocations by identifier only
+    /// last that long (see `revocation::Lifetimes`).
+    fn check_lifetime(
+        &self,
+        issuer: &IssuerConfig,
+        claims: &Claims,
+        now: u64,
+    ) -> Result<(), TokenError> {
+        if claims.iat.is_none() && !issuer.allow_missing_iat {
+            return Err(TokenError::MissingClaim("iat"));
+        }
         let latest_start = now.saturating_add(self.leeway);
         if claims.iat.is_some_and(|iat| iat > latest_start) {
             return Err(TokenError::IssuedInFuture);
@@ -388,17 +397,50 @@ mod tests {
             map.remove("iat");
         }
         let within = NOW + LEEWAY + MAX_LIFETIME;
+        // By default `iat` is required (RFC 9068 §2.2).
         assert_eq!(
-            verify(with(no_iat.clone(), "exp", json!(within))).await,
+            verify(with(no_iat.clone(), "exp", json!(NOW + 60))).await,
+            Some(TokenError::MissingClaim("iat"))
+        );
+        // An issuer that opts out has its tokens without `iat` judged from `now`.
+        let lenient = lenient_verifier().await;
+        let lenient_verify = |claims: Value| {
+            let verifier = &lenient;
+            let token = key.mint(&claims);
+            async move { verifier.verify(&token, NOW, TimeRule::Enforce).await.err() }
+        };
+        assert_eq!(
+            lenient_verify(with(no_iat.clone(), "exp", json!(within))).await,
             None
         );
         assert_eq!(
-            verify(with(no_iat, "exp", json!(within + 1))).await,
+            lenient_verify(with(no_iat.clone(), "exp", json!(within + 1))).await,
             Some(TokenError::LifetimeTooLong)
         );
-        // Lifetime is not judged when revoking (the token may have expired long ago).
+        // Lifetime (and `iat`) is not judged when revoking (the token may have expired).
         let long = key.mint(&lifetime(NOW - 10, NOW + 10 * MAX_LIFETIME));
         assert!(verifier.verify(&long, NOW, TimeRule::Ignore).await.is_ok());
+        let no_iat = key.mint(&with(no_iat, "exp", json!(NOW + 60)));
+        assert!(
+            verifier
+                .verify(&no_iat, NOW, TimeRule::Ignore)
+                .await
+                .is_ok()
+        );
+    }
+
+    /// The test issuers, the first with `allow_missing_iat`.
+    async fn lenient_verifier() -> Verifier {
+        let mut issuers = test_issuers();
+        issuers[0].allow_missing_iat = true;
+        Verifier::new(
+            &issuers,
+            Duration::from_secs(LEEWAY),
+            8192,
+            Duration::from_secs(MAX_LIFETIME),
+        )
+        .await
+        .expect("verifier")
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod envoy;
 pub mod http;
+pub mod jwks;
 pub mod module;
 pub mod ports;
 pub mod redis;
