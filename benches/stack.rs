@@ -61,7 +61,7 @@ type Section = fn(&Bins) -> Result<String>;
 
 /// The sections, each run unless arguments name some of them
 /// (`cargo bench --bench stack -- grpc envoy`).
-const SECTIONS: [(&str, Section); 5] = [
+const SECTIONS: [(&str, Section); 6] = [
     ("memory", memory_and_load),
     ("cache", cache_memory),
     ("grpc", grpc_load),

@@ -182,7 +182,7 @@ mod tests {
             realm: "mesh".to_owned(),
             strip_headers: Vec::new(),
             claim_headers: Default::default(),
-            dynamic_metadata: true,
+            dynamic_metadata: crate::config::MetadataClaims::All,
         };
         let _service = AuthzService::new(Arc::clone(&decider), response);
         let key = TestKey::Rsa;
