@@ -6,13 +6,13 @@
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
-use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
+use crate::config::{AdminAuth, Config, PortTls, RedisTopology, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
 use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::redis::{RedisOptions, RedisStore, Topology};
 use crate::tls;
 use crate::token::{KeyError, VerifiedCache, Verifier};
 use prometheus_client::metrics::counter::Counter;
@@ -103,12 +103,15 @@ pub async fn open_store(
     skipped_entries: Counter,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
-        StoreConfig::Redis { url, key_prefix } => {
+        StoreConfig::Redis(redis) => {
             let options = RedisOptions {
                 skipped_entries,
+                min_replicas_acked: redis.min_replicas_acked,
+                replication_timeout: redis.replication_timeout,
                 ..RedisOptions::default()
             };
-            Arc::new(RedisStore::connect(url, key_prefix, options).await?)
+            let topology = redis_topology(&redis.topology);
+            Arc::new(RedisStore::connect_to(&topology, &redis.key_prefix, options).await?)
         }
         StoreConfig::Embedded { data_dir } => {
             let options = EmbeddedOptions {
@@ -118,6 +121,25 @@ pub async fn open_store(
             Arc::new(EmbeddedStore::open_with(data_dir, options)?)
         }
     })
+}
+
+/// The store's view of the configured Redis topology.
+fn redis_topology(config: &RedisTopology) -> Topology {
+    match config.clone() {
+        RedisTopology::Standalone { url } => Topology::Standalone { url },
+        RedisTopology::Sentinel {
+            sentinels,
+            master,
+            sentinel_password,
+            password,
+        } => Topology::Sentinel {
+            sentinels,
+            master,
+            sentinel_password,
+            password,
+        },
+        RedisTopology::Cluster { nodes, password } => Topology::Cluster { nodes, password },
+    }
 }
 
 /// The rustls settings of a port with TLS, offering `alpn`; `None` without TLS.
