@@ -12,6 +12,7 @@ pub mod envoy;
 pub mod http;
 pub mod ports;
 pub mod redis;
+pub mod redis_ha;
 pub mod server;
 pub mod stack;
 pub mod tokens;
