@@ -222,6 +222,9 @@ pub async fn run(
     let replica = Arc::new(Replica::new(config.replica.clone()));
     ReplicaCollector::register(Arc::clone(&replica), &mut registry);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Set on SIGTERM: readiness and gRPC health say NOT_SERVING while requests are still
+    // served for `shutdown_grace`, so load balancers move away before the ports close.
+    let (draining_tx, draining_rx) = watch::channel(false);
 
     let follower = tokio::spawn(Arc::clone(&replica).follow(Arc::clone(&store), stop_rx.clone()));
 
@@ -235,17 +238,22 @@ pub async fn run(
             },
             stop_rx.clone(),
         ));
+        let mut draining = draining_rx.clone();
         let updater = tokio::spawn(async move {
             loop {
                 let health = *status_rx.borrow_and_update();
-                let status = if health.serving() {
+                let status = if health.serving() && !*draining.borrow_and_update() {
                     ServingStatus::Serving
                 } else {
                     ServingStatus::NotServing
                 };
                 reporter.set_service_status("", status).await;
                 reporter.set_service_status(AUTHZ_SERVICE, status).await;
-                if status_rx.changed().await.is_err() {
+                let changed = tokio::select! {
+                    changed = status_rx.changed() => changed,
+                    changed = draining.changed() => changed,
+                };
+                if changed.is_err() {
                     return;
                 }
             }
@@ -361,6 +369,7 @@ pub async fn run(
         listeners.metrics,
         Arc::new(registry),
         Arc::clone(&replica),
+        draining_rx,
         signal(stop_rx.clone()),
     );
 
@@ -376,9 +385,17 @@ pub async fn run(
     let result = tokio::select! {
         result = &mut servers => result,
         () = shutdown => {
-            tracing::info!("shutting down: draining in-flight requests");
-            stop_tx.send_replace(true);
-            servers.await
+            draining_tx.send_replace(true);
+            tracing::info!(grace = ?config.shutdown_grace,
+                "shutting down: not ready any more, still serving for the grace period");
+            tokio::select! {
+                result = &mut servers => result,
+                () = tokio::time::sleep(config.shutdown_grace) => {
+                    tracing::info!("shutting down: draining in-flight requests");
+                    stop_tx.send_replace(true);
+                    servers.await
+                }
+            }
         }
     };
     stop_tx.send_replace(true);

@@ -325,6 +325,17 @@ impl ServerProcess {
         super::kill_and_reap(&mut self.child);
     }
 
+    /// Sends SIGTERM without waiting (the server then drains for its `shutdown_grace`).
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits for the server to exit (after [`sigterm`](Self::sigterm)), returning how.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        child.wait().expect("wait for the server")
+    }
+
     /// Freezes the server (SIGSTOP): its connections stay open but it does nothing.
     pub fn pause(&self) {
         self.signal("-STOP");
