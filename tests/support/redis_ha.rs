@@ -28,6 +28,8 @@ pub struct RedisNode {
     /// Its port.
     pub port: u16,
     dir: TempDir,
+    /// The arguments it was started with, to restart it the same way.
+    argv: Vec<String>,
 }
 
 impl RedisNode {
@@ -40,41 +42,56 @@ impl RedisNode {
         for _ in 0..5 {
             let dir = TempDir::new().expect("create a temp dir for redis");
             let port = free_port();
-            let mut command = Command::new("redis-server");
+            let mut argv = Vec::new();
             if let Some(config) = config {
                 let file = dir.path().join("sentinel.conf");
                 std::fs::write(&file, config(port)).expect("write the sentinel config");
-                command.arg(&file).arg("--sentinel");
+                argv.push(file.display().to_string());
+                argv.push("--sentinel".to_owned());
             }
-            command
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(args)
-                .args(if cluster_bus {
-                    vec!["--cluster-port".to_owned(), free_port().to_string()]
-                } else {
-                    Vec::new()
-                })
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(dir.path().join("redis.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let child = command
-                .spawn()
-                .unwrap_or_else(|err| panic!("cannot run redis-server: {err}"));
+            argv.extend(["--port".to_owned(), port.to_string()]);
+            argv.extend(["--bind".to_owned(), "127.0.0.1".to_owned()]);
+            argv.extend(args.iter().map(|arg| (*arg).to_owned()));
+            if cluster_bus {
+                argv.extend(["--cluster-port".to_owned(), free_port().to_string()]);
+            }
+            argv.extend(["--dir".to_owned(), dir.path().display().to_string()]);
+            argv.extend([
+                "--logfile".to_owned(),
+                dir.path().join("redis.log").display().to_string(),
+            ]);
             let mut node = Self {
-                child: Some(child),
+                child: None,
                 port,
                 dir,
+                argv,
             };
+            node.spawn();
             match node.wait_ready() {
                 Ok(()) => return node,
                 Err(err) => last_error = err,
             }
         }
         panic!("redis-server did not start: {last_error}");
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run redis-server: {err}"));
+        self.child = Some(child);
+    }
+
+    /// Starts it again after [`kill`](Self::kill), same port, same data (its append-only
+    /// file), waiting until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready().unwrap_or_else(|err| panic!("redis-server restart: {err}"));
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
