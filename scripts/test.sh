@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 say "checking the tools the tests need"
-ensure_commands redis-server:redis-server shellcheck:shellcheck
+ensure_commands redis-server:redis-server shellcheck:shellcheck promtool:prometheus
 ensure_envoy
 ensure_manifest_tools
 echo "envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version | grep -o 'version: [^ ]*' || true))"
