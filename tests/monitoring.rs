@@ -47,7 +47,7 @@ fn dashboard_queries() -> Vec<String> {
 
 /// The `expr:` lines of the alert rules.
 fn alert_expressions() -> Vec<String> {
-    monitoring("alerts.yaml")
+    monitoring("alerts.yml")
         .lines()
         .filter_map(|line| line.trim().strip_prefix("expr:"))
         .map(|expr| expr.trim().to_owned())
@@ -56,7 +56,7 @@ fn alert_expressions() -> Vec<String> {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    let path = support::repo_root().join("deploy/monitoring/alerts.yaml");
+    let path = support::repo_root().join("deploy/monitoring/alerts.yml");
     let output = Command::new("promtool")
         .args(["check", "rules"])
         .arg(&path)
