@@ -1239,3 +1239,35 @@ async fn redis_a_partly_trimmed_feed_is_a_gap_only_for_positions_before_the_trim
     let (changes, _) = read_changes(store, &positions[2], 1).await;
     assert_eq!(changes, vec![Change::Put(token("c"))]);
 }
+
+#[tokio::test]
+async fn redis_a_write_no_replica_confirms_is_unavailable_but_whole() {
+    let redis = RedisProcess::start();
+    let options = RedisOptions {
+        min_replicas_acked: 1,
+        replication_timeout: Duration::from_millis(100),
+        ..redis_options()
+    };
+    let store = RedisStore::connect(&redis.url(), PREFIX, options)
+        .await
+        .expect("connect");
+    let a = token("a");
+    let started = Instant::now();
+    match store.insert(&a, NOW).await {
+        Err(StoreError::Unavailable(detail)) => {
+            assert_eq!(detail, jwt_revoker::revocation::NOT_REPLICATED);
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(100), "WAIT waited");
+    // The write is there, whole; retrying is safe.
+    assert_eq!(store.get(&a.key, NOW).await.expect("get"), Some(a.clone()));
+    assert!(matches!(
+        store.insert(&a, NOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.remember_once("s", "id", NOW + 10, NOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

@@ -873,8 +873,7 @@ fn is_broken_connection(err: &RedisError) -> bool {
         || err.is_unrecoverable_error()
 }
 
-/// What a write reports when fewer replicas than `min_replicas_acked` confirmed it in time.
-pub const NOT_REPLICATED: &str = "not replicated in time; retry";
+pub use crate::revocation::NOT_REPLICATED;
 
 #[cfg(test)]
 mod tests {
