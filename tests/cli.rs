@@ -89,8 +89,17 @@ fn a_connection_that_breaks_mid_call_says_the_change_may_or_may_not_be_made() {
     runtime.spawn(async move { axum::serve(listener, router).await });
     let cli = std::thread::spawn(move || {
         run(
-            &["revoke", "--jti", "j1", "--issuer", tokens::ISSUER, "--admin-addr", &addr,
-              "--timeout", "20s"],
+            &[
+                "revoke",
+                "--jti",
+                "j1",
+                "--issuer",
+                tokens::ISSUER,
+                "--admin-addr",
+                &addr,
+                "--timeout",
+                "20s",
+            ],
             &[("JWT_REVOKER_ADMIN_TOKEN", "whatever-token-0000")],
         )
     });
@@ -100,7 +109,11 @@ fn a_connection_that_breaks_mid_call_says_the_change_may_or_may_not_be_made() {
     runtime.shutdown_background();
     let output = cli.join().expect("the cli");
     assert_one_line_error(&output, "the change may or may not have been made");
-    assert!(!stderr(&output).contains("answered Unknown"), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("answered Unknown"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -308,7 +321,10 @@ fn after_sigterm_the_server_says_not_ready_but_keeps_serving_for_the_grace_perio
     let mut server = ServerProcess::builder()
         .extra_toml("shutdown_grace = \"3s\"")
         .start();
-    assert_eq!(support::http::get(server.metrics_port(), "/readyz").status, 200);
+    assert_eq!(
+        support::http::get(server.metrics_port(), "/readyz").status,
+        200
+    );
     let mut check = support::check::CheckClient::connect(server.authz_port());
     let token = tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("alice"));
     let before = check.check(&token);
@@ -329,10 +345,16 @@ fn after_sigterm_the_server_says_not_ready_but_keeps_serving_for_the_grace_perio
     assert_eq!(check.check(&token), before);
     let mut fresh = support::check::CheckClient::connect(server.authz_port());
     assert_eq!(fresh.check(&token), before);
-    assert!(sent.elapsed() < Duration::from_secs(3), "checked within the grace");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "checked within the grace"
+    );
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status}");
-    assert!(sent.elapsed() >= Duration::from_secs(3), "stopped before the grace ended");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(3),
+        "stopped before the grace ended"
+    );
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
 

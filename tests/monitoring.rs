@@ -82,12 +82,17 @@ fn every_queried_metric_is_exported_by_a_live_server() {
     CheckClient::connect(server.authz_port()).check(&token);
     server.cli_ok(&["list"]);
     redis.kill();
-    let text = wait_until("a store error to be counted", Duration::from_secs(20), |last| {
-        let scrape = support::http::get(server.metrics_port(), "/metrics");
-        *last = format!("status {}", scrape.status);
-        let text = scrape.text();
-        text.contains("jwt_revoker_store_errors_total{").then_some(text)
-    });
+    let text = wait_until(
+        "a store error to be counted",
+        Duration::from_secs(20),
+        |last| {
+            let scrape = support::http::get(server.metrics_port(), "/metrics");
+            *last = format!("status {}", scrape.status);
+            let text = scrape.text();
+            text.contains("jwt_revoker_store_errors_total{")
+                .then_some(text)
+        },
+    );
     // Families as declared (`# TYPE <name> <type>`); samples add these suffixes.
     let families: BTreeSet<&str> = text
         .lines()
@@ -96,16 +101,21 @@ fn every_queried_metric_is_exported_by_a_live_server() {
         .collect();
     let exported = |name: &str| {
         families.contains(name)
-            || ["_total", "_bucket", "_sum", "_count"].iter().any(|suffix| {
-                name.strip_suffix(suffix)
-                    .is_some_and(|family| families.contains(family))
-            })
+            || ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| {
+                    name.strip_suffix(suffix)
+                        .is_some_and(|family| families.contains(family))
+                })
     };
     let mut queries = dashboard_queries();
     queries.extend(alert_expressions());
     for query in &queries {
         let names = metric_names(query);
-        assert!(!names.is_empty(), "query uses no jwt-revoker metric: {query}");
+        assert!(
+            !names.is_empty(),
+            "query uses no jwt-revoker metric: {query}"
+        );
         for name in names {
             assert!(
                 exported(&name),

@@ -83,7 +83,11 @@ async fn writer_count(store: &RedisStore) -> usize {
 }
 
 /// Runs the scenario: `kill` kills the master, `wait_failed_over` waits for the new one.
-async fn survive_a_failover(topology: Topology, kill: impl FnOnce(), wait_failed_over: impl FnOnce()) {
+async fn survive_a_failover(
+    topology: Topology,
+    kill: impl FnOnce(),
+    wait_failed_over: impl FnOnce(),
+) {
     let writer = Arc::new(store(&topology).await);
     let reader = store(&topology).await;
     // The reader follows the feed from a snapshot taken before any write.
@@ -96,8 +100,16 @@ async fn survive_a_failover(topology: Topology, kill: impl FnOnce(), wait_failed
     let loop_task = tokio::spawn(write_loop(Arc::clone(&writer), Arc::clone(&stop)));
     // Some writes before the kill.
     let start = Instant::now();
-    while writer.list(None, 25, NOW).await.map_or(0, |p| p.revocations.len()) < 20 {
-        assert!(start.elapsed() < Duration::from_secs(20), "no writes before the kill");
+    while writer
+        .list(None, 25, NOW)
+        .await
+        .map_or(0, |p| p.revocations.len())
+        < 20
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no writes before the kill"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = writer_count(&writer).await;
@@ -110,7 +122,10 @@ async fn survive_a_failover(topology: Topology, kill: impl FnOnce(), wait_failed
         if writer_count(&writer).await >= before + 20 {
             break;
         }
-        assert!(resumed.elapsed() < Duration::from_secs(30), "writes did not resume");
+        assert!(
+            resumed.elapsed() < Duration::from_secs(30),
+            "writes did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -127,7 +142,10 @@ async fn survive_a_failover(topology: Topology, kill: impl FnOnce(), wait_failed
         written.refused,
         first_after
     );
-    assert!(first_after.is_some(), "no write acknowledged after the kill");
+    assert!(
+        first_after.is_some(),
+        "no write acknowledged after the kill"
+    );
 
     // 0 lost: every acknowledged revocation is in the store.
     let stored: BTreeSet<String> = writer
@@ -164,7 +182,10 @@ async fn survive_a_failover(topology: Topology, kill: impl FnOnce(), wait_failed
     reader.snapshot(NOW, pages).await.expect("fresh snapshot");
     let snapshot = collect.await.expect("collect");
     for id in &written.acked {
-        assert!(snapshot.contains(&revocation(id).key.encode()), "{id} missing from the snapshot");
+        assert!(
+            snapshot.contains(&revocation(id).key.encode()),
+            "{id} missing from the snapshot"
+        );
     }
 }
 

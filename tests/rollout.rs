@@ -22,7 +22,10 @@ fn two_replicas(config: String, first: u16, second: u16) -> String {
         )
     };
     let single = endpoint(first);
-    assert!(config.contains(&single), "the authz endpoint is where the test expects it");
+    assert!(
+        config.contains(&single),
+        "the authz endpoint is where the test expects it"
+    );
     let health_checks = "    health_checks:\n    - timeout: 0.2s\n      interval: 0.1s\n      \
         no_traffic_interval: 0.1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      \
         grpc_health_check: {}\n";
@@ -40,9 +43,11 @@ fn sigterm_to_one_of_two_replicas_behind_envoy_refuses_nothing() {
     let mut leaving = builder.clone().start();
     let staying = builder.start();
     let (first, second) = (leaving.authz_port(), staying.authz_port());
-    let envoy = Arc::new(EnvoyProcess::start_edited(first, upstream.port(), |config| {
-        two_replicas(config, first, second)
-    }));
+    let envoy = Arc::new(EnvoyProcess::start_edited(
+        first,
+        upstream.port(),
+        |config| two_replicas(config, first, second),
+    ));
     let token = tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("alice"));
     stack::wait_for_status(&envoy, &token, 200);
 
@@ -77,14 +82,20 @@ fn sigterm_to_one_of_two_replicas_behind_envoy_refuses_nothing() {
     stop.store(true, Ordering::Relaxed);
     let (sent, refused) = load.join().expect("load thread");
     assert!(status.success(), "exit status {status}");
-    eprintln!("{sent} requests during the rollout, {} refused", refused.len());
+    eprintln!(
+        "{sent} requests during the rollout, {} refused",
+        refused.len()
+    );
     assert!(sent > 50, "too little load to tell: {sent}");
     assert!(
         refused.is_empty(),
         "refused during the rollout: {refused:?}\nenvoy log:\n{}",
         envoy.log()
     );
-    assert!(exited >= Duration::from_secs(2), "exited before its grace: {exited:?}");
+    assert!(
+        exited >= Duration::from_secs(2),
+        "exited before its grace: {exited:?}"
+    );
     assert!(
         staying.authz_serving(),
         "the other replica still serves: {}",

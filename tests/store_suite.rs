@@ -1259,7 +1259,10 @@ async fn redis_a_write_no_replica_confirms_is_unavailable_but_whole() {
         }
         other => panic!("expected unavailable, got {other:?}"),
     }
-    assert!(started.elapsed() >= Duration::from_millis(100), "WAIT waited");
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "WAIT waited"
+    );
     // The write is there, whole; retrying is safe.
     assert_eq!(store.get(&a.key, NOW).await.expect("get"), Some(a.clone()));
     assert!(matches!(

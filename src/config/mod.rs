@@ -6,13 +6,13 @@ mod store;
 pub use store::{DEFAULT_REPLICATION_TIMEOUT, RedisConfig, RedisTopology, StoreConfig};
 
 use jsonwebtoken::Algorithm;
-use store::{RawStore, validate_store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use store::{RawStore, validate_store};
 
 /// A configuration error, naming the key at fault.
 #[derive(Debug, thiserror::Error)]

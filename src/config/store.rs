@@ -123,7 +123,10 @@ pub(super) fn validate_store(
         }
         (None, Some(sentinels), None) => {
             if sentinels.is_empty() {
-                return Err(invalid("store.sentinels", "must list at least one sentinel"));
+                return Err(invalid(
+                    "store.sentinels",
+                    "must list at least one sentinel",
+                ));
             }
             for (index, url) in sentinels.iter().enumerate() {
                 check_url(&format!("store.sentinels[{index}]"), url)?;
@@ -147,7 +150,10 @@ pub(super) fn validate_store(
         }
         (None, None, Some(nodes)) => {
             if nodes.is_empty() {
-                return Err(invalid("store.cluster_nodes", "must list at least one node"));
+                return Err(invalid(
+                    "store.cluster_nodes",
+                    "must list at least one node",
+                ));
             }
             for (index, url) in nodes.iter().enumerate() {
                 check_url(&format!("store.cluster_nodes[{index}]"), url)?;
@@ -161,10 +167,16 @@ pub(super) fn validate_store(
     };
     if !matches!(topology, Some(RedisTopology::Sentinel { .. })) {
         if raw.sentinel_master.is_some() {
-            return Err(invalid("store.sentinel_master", "only applies with store.sentinels"));
+            return Err(invalid(
+                "store.sentinel_master",
+                "only applies with store.sentinels",
+            ));
         }
         if raw.sentinel_password.is_some() {
-            return Err(invalid("store.sentinel_password", "only applies with store.sentinels"));
+            return Err(invalid(
+                "store.sentinel_password",
+                "only applies with store.sentinels",
+            ));
         }
     }
     let Some(topology) = topology else {
@@ -172,7 +184,10 @@ pub(super) fn validate_store(
             (raw.key_prefix.is_some(), "store.key_prefix"),
             (raw.password.is_some(), "store.password"),
             (raw.min_replicas_acked.is_some(), "store.min_replicas_acked"),
-            (raw.replication_timeout.is_some(), "store.replication_timeout"),
+            (
+                raw.replication_timeout.is_some(),
+                "store.replication_timeout",
+            ),
         ] {
             if set {
                 return Err(invalid(
@@ -185,7 +200,10 @@ pub(super) fn validate_store(
         return Ok(StoreConfig::Embedded { data_dir });
     };
     if raw.data_dir.is_some() {
-        return Err(invalid("store.data_dir", "only applies to the embedded store"));
+        return Err(invalid(
+            "store.data_dir",
+            "only applies to the embedded store",
+        ));
     }
     let key_prefix = raw.key_prefix.unwrap_or_else(|| "jwt-revoker".to_owned());
     if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
@@ -342,10 +360,9 @@ mod tests {
         assert!(
             matches!(config, StoreConfig::Redis(RedisConfig { topology: RedisTopology::Standalone { ref url }, .. }) if url == "redis://b:2")
         );
-        let raw: RawStore =
-            toml::from_str("cluster_nodes = [\"redis://a:1\"]").expect("toml");
-        let err = validate_store(raw, Path::new("/"), Some("redis://b:2".into()))
-            .expect_err("refused");
+        let raw: RawStore = toml::from_str("cluster_nodes = [\"redis://a:1\"]").expect("toml");
+        let err =
+            validate_store(raw, Path::new("/"), Some("redis://b:2".into())).expect_err("refused");
         assert!(err.to_string().contains("store.cluster_nodes"), "{err}");
     }
 }

@@ -9,4 +9,6 @@ pub mod store;
 pub use model::{InvalidRevocation, Revocation, RevocationKey, RevocationKind};
 pub use replica::{Lookup, Replica, ReplicaHealth, ReplicaStatus};
 pub use set::{RevocationSet, TokenIdentity};
-pub use store::{Change, ChangeBatch, FeedPosition, Inserted, Page, Store, StoreError, NOT_REPLICATED};
+pub use store::{
+    Change, ChangeBatch, FeedPosition, Inserted, NOT_REPLICATED, Page, Store, StoreError,
+};

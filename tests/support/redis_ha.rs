@@ -91,7 +91,8 @@ impl RedisNode {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
-        self.wait_ready().unwrap_or_else(|err| panic!("redis-server restart: {err}"));
+        self.wait_ready()
+            .unwrap_or_else(|err| panic!("redis-server restart: {err}"));
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -108,7 +109,11 @@ impl RedisNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         kill_and_reap(&mut self.child);
-        Err(format!("no PONG on port {}; log:\n{}", self.port, self.log()))
+        Err(format!(
+            "no PONG on port {}; log:\n{}",
+            self.port,
+            self.log()
+        ))
     }
 
     /// Runs a command; its reply as text (RESP, lossy UTF-8), or the I/O error's text.
@@ -225,7 +230,9 @@ impl SentinelSet {
                     .lines()
                     .find(|line| line.starts_with("master0:"))
                     .unwrap_or("");
-                if !(line.contains("status=ok") && line.contains("slaves=2") && line.contains("sentinels=3"))
+                if !(line.contains("status=ok")
+                    && line.contains("slaves=2")
+                    && line.contains("sentinels=3"))
                 {
                     *last = format!("sentinel {}: {line}", sentinel.port);
                     return None;
@@ -309,7 +316,9 @@ impl RedisCluster {
             "--cluster-node-timeout",
             "1000",
         ]);
-        let nodes: Vec<RedisNode> = (0..6).map(|_| RedisNode::start(&args, None, true)).collect();
+        let nodes: Vec<RedisNode> = (0..6)
+            .map(|_| RedisNode::start(&args, None, true))
+            .collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
@@ -341,7 +350,9 @@ impl RedisCluster {
                     return None;
                 }
                 if node.info_field("replication", "role").as_deref() == Some("slave")
-                    && node.info_field("replication", "master_link_status").as_deref()
+                    && node
+                        .info_field("replication", "master_link_status")
+                        .as_deref()
                         != Some("up")
                 {
                     *last = format!("replica {} not in sync", node.port);
@@ -414,7 +425,10 @@ impl RedisCluster {
                 .nodes
                 .iter()
                 .filter(|node| node.is_running())
-                .all(|node| node.command(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+                .all(|node| {
+                    node.command(&["CLUSTER", "INFO"])
+                        .contains("cluster_state:ok")
+                });
             ok.then_some(owner)
         })
     }

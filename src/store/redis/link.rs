@@ -13,7 +13,9 @@
 
 use super::RedisOptions;
 use crate::revocation::StoreError;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
@@ -112,6 +114,8 @@ impl ConnectionLike for Conn {
 }
 
 /// The connections of one store.
+// One per store, never moved around: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Link {
     Standalone {
         client: redis::Client,
@@ -120,7 +124,7 @@ pub(super) enum Link {
     },
     Sentinel {
         /// Asked for the master; locked while asking, so one caller asks at a time.
-        client: Box<tokio::sync::Mutex<SentinelClient>>,
+        client: tokio::sync::Mutex<SentinelClient>,
         /// The master's connection while it is trusted.
         master: Mutex<Option<MultiplexedConnection>>,
         options: ConnectionOptions,
@@ -180,9 +184,9 @@ impl Link {
                 sentinel_password,
                 password,
             } => Self::Sentinel {
-                client: Box::new(tokio::sync::Mutex::new(
+                client: tokio::sync::Mutex::new(
                     sentinel_client(sentinels, master, sentinel_password, password).map_err(bad)?,
-                )),
+                ),
                 master: Mutex::new(None),
                 options: connection,
             },
@@ -225,8 +229,8 @@ impl Link {
                 if let Some(conn) = lock(master).clone() {
                     return Ok(Conn::Multiplexed(conn));
                 }
-                let conn = connect_master(&mut client, options, Some(options.response_timeout))
-                    .await?;
+                let conn =
+                    connect_master(&mut client, options, Some(options.response_timeout)).await?;
                 *lock(master) = Some(conn.clone());
                 Ok(Conn::Multiplexed(conn))
             }
@@ -393,7 +397,10 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "<unparseable redis url>");
         let sentinel = Topology::Sentinel {
-            sentinels: vec!["redis://:pw@127.0.0.1:1".into(), "redis://127.0.0.1:2".into()],
+            sentinels: vec![
+                "redis://:pw@127.0.0.1:1".into(),
+                "redis://127.0.0.1:2".into(),
+            ],
             master: "mymaster".into(),
             sentinel_password: Some("s".into()),
             password: Some("d".into()),

@@ -840,7 +840,10 @@ fn map_error(op: &'static str, err: RedisError) -> StoreError {
                 | ErrorKind::MasterNameNotFoundBySentinel
                 | ErrorKind::NoValidReplicasFoundBySentinel
         )
-        || matches!(err.code(), Some("BUSY" | "OOM" | "NOREPLICAS" | "UNBLOCKED"));
+        || matches!(
+            err.code(),
+            Some("BUSY" | "OOM" | "NOREPLICAS" | "UNBLOCKED")
+        );
     if transient {
         StoreError::Unavailable(format!("redis {op}: {err}"))
     } else {
@@ -887,5 +890,4 @@ mod tests {
         assert_eq!(durability_warnings(Some("1"), Some("allkeys-lru")).len(), 1);
         assert_eq!(durability_warnings(Some("0"), Some("allkeys-lfu")).len(), 2);
     }
-
 }
