@@ -2,8 +2,10 @@
 //! (Cluster) is killed with SIGKILL while a loop of revocations runs with
 //! `min_replicas_acked = 1`. Every acknowledged revocation must survive (0 lost), a reader
 //! that followed the feed must see a gap (the master's replication id changed) and recover
-//! everything with a fresh snapshot, and writes must resume without a restart. The time
-//! from the kill to the first acknowledged write is printed.
+//! everything with a fresh snapshot, and writes must resume without a restart. For Sentinel
+//! also with three jwt-revoker replicas, one behind a real Envoy under Check load: no Check
+//! is refused and every acknowledged revocation is enforced by every replica afterwards.
+//! The time from the kill to the first acknowledged write is printed.
 
 mod support;
 
@@ -224,4 +226,153 @@ async fn cluster_failover_loses_no_acknowledged_revocation() {
         },
     )
     .await;
+}
+
+/// Revokes `token` through the admin API at `admin_url`; whether it was acknowledged.
+async fn revoke(admin_url: &str, token: &str) -> bool {
+    use jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient;
+    use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(admin_url.to_owned()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.timeout(Duration::from_secs(5)).connect().await else {
+        return false;
+    };
+    let mut request = tonic::Request::new(RevokeRequest {
+        target: Some(revoke_request::Target::Token(token.to_owned())),
+        reason: "failover test".into(),
+        expires_at: None,
+    });
+    let bearer = format!("Bearer {}", support::server::admin_token());
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().expect("header value"));
+    RevocationAdminClient::new(channel)
+        .revoke(request)
+        .await
+        .is_ok()
+}
+
+/// Three jwt-revoker replicas on Sentinel, one behind a real Envoy under Check load, and a
+/// loop of revocations through all three while the master is SIGKILLed: no Check through
+/// Envoy is refused (the failover is shorter than `max_staleness`), every acknowledged
+/// revocation is enforced by every replica afterwards, and the replicas follow the new
+/// master without a restart.
+#[test]
+fn sentinel_failover_under_check_load_through_envoy() {
+    use support::check::{CheckClient, Outcome};
+    use support::envoy::EnvoyProcess;
+    use support::server::ServerProcess;
+    use support::{stack, tokens};
+
+    let mut set = SentinelSet::start();
+    let sentinels: Vec<String> = set
+        .sentinel_urls()
+        .iter()
+        .map(|url| format!("{url:?}"))
+        .collect();
+    let store = format!(
+        "sentinels = [{}]\nsentinel_master = \"{}\"\nmin_replicas_acked = 1",
+        sentinels.join(", "),
+        support::redis_ha::MASTER_NAME
+    );
+    let replicas: Vec<ServerProcess> = (0..3)
+        .map(|_| ServerProcess::builder().store_toml(&store).start())
+        .collect();
+    let upstream = support::upstream::TestUpstream::start();
+    let envoy = Arc::new(EnvoyProcess::start(
+        replicas[0].authz_port(),
+        upstream.port(),
+    ));
+    let good = tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("alice"));
+    stack::wait_for_status(&envoy, &good, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let checks = {
+        let (envoy, stop) = (Arc::clone(&envoy), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let (mut sent, mut refused) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let status = stack::get(&envoy, &good).status;
+                sent += 1;
+                if status != 200 {
+                    refused.push(status);
+                }
+            }
+            (sent, refused)
+        })
+    };
+    let admin_urls: Vec<String> = replicas.iter().map(ServerProcess::admin_url).collect();
+    let acked = Arc::new(std::sync::Mutex::new(
+        Vec::<(String, Instant, Instant)>::new(),
+    ));
+    let revokes = {
+        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let token =
+                    tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("bob"));
+                let sent = Instant::now();
+                if runtime.block_on(revoke(&admin_urls[n % admin_urls.len()], &token)) {
+                    acked
+                        .lock()
+                        .expect("lock")
+                        .push((token, sent, Instant::now()));
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+    };
+    let count = || acked.lock().expect("lock").len();
+    support::wait_until(
+        "revocations before the kill",
+        Duration::from_secs(20),
+        |_| (count() >= 10).then_some(()),
+    );
+    let old = set.master_index().expect("a master");
+    let before = count();
+    let killed = Instant::now();
+    set.data[old].kill();
+    set.wait_failed_over(old, 1);
+    support::wait_until(
+        "revocations after the failover",
+        Duration::from_secs(30),
+        |_| (count() >= before + 10).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    revokes.join().expect("revoke loop");
+    let (sent, refused) = checks.join().expect("check load");
+    let acked = acked.lock().expect("lock").clone();
+    let first_after = acked
+        .iter()
+        .find(|(_, sent, _)| *sent > killed)
+        .map(|(_, _, at)| at.duration_since(killed));
+    eprintln!(
+        "{sent} checks through envoy, {} refused; {} revocations acknowledged; the first sent \
+         after the kill was acknowledged {first_after:?} after it",
+        refused.len(),
+        acked.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "checks refused during the failover: {refused:?}"
+    );
+    for replica in &replicas {
+        let mut client = CheckClient::connect(replica.authz_port());
+        for (token, _, _) in &acked {
+            support::wait_until(
+                "every acknowledged revocation enforced",
+                Duration::from_secs(20),
+                |last| {
+                    let outcome = client.check(token);
+                    *last = format!("{outcome:?}");
+                    (outcome == Outcome::Denied(401)).then_some(())
+                },
+            );
+        }
+    }
 }
