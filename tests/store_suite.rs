@@ -1274,3 +1274,25 @@ async fn redis_a_write_no_replica_confirms_is_unavailable_but_whole() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn redis_the_first_call_after_redis_is_back_succeeds() {
+    let mut backend = Redis::new().await;
+    backend
+        .store
+        .insert(&token("a"), NOW)
+        .await
+        .expect("insert");
+    backend.redis.kill();
+    // Calls fail while Redis is down, leaving the connection's failed reconnect behind.
+    for _ in 0..3 {
+        assert_unavailable(backend.store.get(&token("a").key, NOW).await, "get");
+    }
+    backend.redis.restart(); // Answers PING when this returns.
+    // The first call after that is served (a broken connection is retried once at once).
+    let b = token("b");
+    assert_eq!(
+        backend.store.insert(&b, NOW).await.expect("the first call"),
+        Inserted::New
+    );
+}
