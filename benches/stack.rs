@@ -15,7 +15,10 @@
 //!    ext_authz → jwt-revoker (with and without the claims in dynamic metadata), all with
 //!    the same token.
 //! 5. Propagation: three replicas on one Redis; time from `Revoke` returning OK until all
-//!    three deny the token, over 1,000 revocations.
+//!    three deny the token, over 1,000 revocations; then the same on Sentinel (a master,
+//!    two replicas, three sentinels) and on Cluster (3 + 3) with `min_replicas_acked = 1`,
+//!    with the `Revoke` call's own latency, whose difference from one Redis is what `WAIT`
+//!    costs (sections `propagation-sentinel`, `propagation-cluster`).
 //! 6. The Envoy dynamic module (`benches/stack/envoy_module.rs`): `jwt_authn` + module with 0
 //!    and 1,000,000 revocations against `jwt_authn` alone and ext_authz, Envoy memory per
 //!    revocation, propagation to Envoy.
@@ -27,6 +30,48 @@
 #[path = "stack/envoy_module.rs"]
 mod envoy_module;
 mod support;
+
+/// The Sentinel and Cluster topologies of the tests (`tests/support/redis_ha.rs`).
+#[path = "../tests/support"]
+mod test_support {
+    pub mod redis;
+    pub mod redis_ha;
+
+    /// Kills (SIGKILL) and reaps `child`, if it is still held.
+    pub fn kill_and_reap(child: &mut Option<std::process::Child>) {
+        if let Some(mut child) = child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` to `child` with kill(1).
+    pub fn send_signal(child: &std::process::Child, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+    }
+
+    /// Polls `probe` until it returns `Some`, panicking after `timeout`.
+    pub fn wait_until<T>(
+        what: &str,
+        timeout: std::time::Duration,
+        mut probe: impl FnMut(&mut String) -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last_error = String::new();
+        loop {
+            if let Some(value) = probe(&mut last_error) {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; last error: {last_error}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
 
 use anyhow::{Context, Result, bail, ensure};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -61,13 +106,15 @@ type Section = fn(&Bins) -> Result<String>;
 
 /// The sections, each run unless arguments name some of them
 /// (`cargo bench --bench stack -- grpc envoy`).
-const SECTIONS: [(&str, Section); 6] = [
+const SECTIONS: [(&str, Section); 8] = [
     ("memory", memory_and_load),
     ("cache", cache_memory),
     ("grpc", grpc_load),
     ("envoy", through_envoy),
     ("propagation", propagation),
     ("module", envoy_module::module),
+    ("propagation-sentinel", propagation_sentinel),
+    ("propagation-cluster", propagation_cluster),
 ];
 
 fn main() -> Result<()> {
@@ -979,10 +1026,54 @@ fn through_envoy(bins: &Bins) -> Result<String> {
 
 fn propagation(bins: &Bins) -> Result<String> {
     let redis = Redis::start()?;
+    propagation_on(
+        bins,
+        "three replicas on one Redis, `min_replicas_acked = 0`",
+        &format!("url = \"{}\"", redis.url()),
+    )
+}
+
+fn propagation_sentinel(bins: &Bins) -> Result<String> {
+    let set = test_support::redis_ha::SentinelSet::start();
+    let sentinels: Vec<String> = set
+        .sentinel_urls()
+        .iter()
+        .map(|url| format!("{url:?}"))
+        .collect();
+    propagation_on(
+        bins,
+        "three replicas on Sentinel: a master, two replicas, three sentinels; `min_replicas_acked = 1`",
+        &format!(
+            "sentinels = [{}]\nsentinel_master = \"{}\"\nmin_replicas_acked = 1",
+            sentinels.join(", "),
+            test_support::redis_ha::MASTER_NAME
+        ),
+    )
+}
+
+fn propagation_cluster(bins: &Bins) -> Result<String> {
+    let cluster = test_support::redis_ha::RedisCluster::start();
+    let nodes: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|url| format!("{url:?}"))
+        .collect();
+    propagation_on(
+        bins,
+        "three replicas on Cluster: three masters, three replicas; `min_replicas_acked = 1`",
+        &format!(
+            "cluster_nodes = [{}]\nmin_replicas_acked = 1",
+            nodes.join(", ")
+        ),
+    )
+}
+
+/// Propagation across three replicas whose `[store]` is `store`; `title` says on what.
+fn propagation_on(bins: &Bins, title: &str, store: &str) -> Result<String> {
     let replicas = [
-        Server::redis(bins, &redis)?,
-        Server::redis(bins, &redis)?,
-        Server::redis(bins, &redis)?,
+        Server::start(bins, store)?,
+        Server::start(bins, store)?,
+        Server::start(bins, store)?,
     ];
     let tokens = support::tokens(Algorithm::ES256, PROPAGATIONS);
     let runtime = runtime()?;
@@ -996,6 +1087,7 @@ fn propagation(bins: &Bins) -> Result<String> {
         }
         let deadline = Instant::now() + PROPAGATION_BUDGET;
         let mut times = Vec::with_capacity(PROPAGATIONS);
+        let mut revoke_times = Vec::with_capacity(PROPAGATIONS);
         for (i, token) in tokens.iter().enumerate() {
             if Instant::now() >= deadline {
                 break;
@@ -1016,8 +1108,10 @@ fn propagation(bins: &Bins) -> Result<String> {
                 .metadata_mut()
                 .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
             let admin = i % admins.len();
+            let sent = Instant::now();
             admins[admin].revoke(revoke).await?;
             let revoked = Instant::now();
+            revoke_times.push(revoked.duration_since(sent).as_secs_f64() * 1e6);
             let mut pending: Vec<usize> = (0..checkers.len()).collect();
             while !pending.is_empty() {
                 ensure!(
@@ -1034,19 +1128,28 @@ fn propagation(bins: &Bins) -> Result<String> {
             }
             times.push(revoked.elapsed().as_secs_f64() * 1e6);
         }
-        Ok::<_, anyhow::Error>(times)
+        Ok::<_, anyhow::Error>((times, revoke_times))
     })?;
+    let (times, revoke_times) = times;
     let count = times.len();
-    let mut sorted = times;
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
+    let sorted = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let (times, revoke_times) = (sorted(times), sorted(revoke_times));
+    let at = |values: &[f64], q: f64| {
+        values[((count as f64 * q).ceil() as usize).clamp(1, count) - 1] / 1000.0
+    };
     Ok(format!(
-        "\n### Propagation (three replicas on one Redis; `Revoke` on each in turn)\n\n\
-         | revocations | p50 | p99 | max |\n|---|---|---|---|\n\
-         | {count} | {:.2} ms | {:.2} ms | {:.2} ms |\n",
-        at(0.50) / 1000.0,
-        at(0.99) / 1000.0,
-        sorted[count - 1] / 1000.0
+        "\n### Propagation ({title}; `Revoke` on each in turn)\n\n\
+         | revocations | propagation p50 | p99 | max | `Revoke` call p50 | p99 |\n\
+         |---|---|---|---|---|---|\n\
+         | {count} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |\n",
+        at(&times, 0.50),
+        at(&times, 0.99),
+        times[count - 1] / 1000.0,
+        at(&revoke_times, 0.50),
+        at(&revoke_times, 0.99),
     ))
 }
 

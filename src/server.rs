@@ -6,14 +6,14 @@
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
-use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
+use crate::config::{AdminAuth, Config, PortTls, RedisTopology, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
 use crate::replication::FeedService;
 use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::redis::{RedisOptions, RedisStore, Topology};
 use crate::tls;
 use crate::token::{KeyError, VerifiedCache, Verifier};
 use prometheus_client::metrics::counter::Counter;
@@ -104,12 +104,15 @@ pub async fn open_store(
     skipped_entries: Counter,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
-        StoreConfig::Redis { url, key_prefix } => {
+        StoreConfig::Redis(redis) => {
             let options = RedisOptions {
                 skipped_entries,
+                min_replicas_acked: redis.min_replicas_acked,
+                replication_timeout: redis.replication_timeout,
                 ..RedisOptions::default()
             };
-            Arc::new(RedisStore::connect(url, key_prefix, options).await?)
+            let topology = redis_topology(&redis.topology);
+            Arc::new(RedisStore::connect_to(&topology, &redis.key_prefix, options).await?)
         }
         StoreConfig::Embedded { data_dir } => {
             let options = EmbeddedOptions {
@@ -119,6 +122,25 @@ pub async fn open_store(
             Arc::new(EmbeddedStore::open_with(data_dir, options)?)
         }
     })
+}
+
+/// The store's view of the configured Redis topology.
+fn redis_topology(config: &RedisTopology) -> Topology {
+    match config.clone() {
+        RedisTopology::Standalone { url } => Topology::Standalone { url },
+        RedisTopology::Sentinel {
+            sentinels,
+            master,
+            sentinel_password,
+            password,
+        } => Topology::Sentinel {
+            sentinels,
+            master,
+            sentinel_password,
+            password,
+        },
+        RedisTopology::Cluster { nodes, password } => Topology::Cluster { nodes, password },
+    }
 }
 
 /// The rustls settings of a port with TLS, offering `alpn`; `None` without TLS.
@@ -201,6 +223,9 @@ pub async fn run(
     let replica = Arc::new(Replica::new(config.replica.clone()));
     ReplicaCollector::register(Arc::clone(&replica), &mut registry);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Set on SIGTERM: readiness and gRPC health say NOT_SERVING while requests are still
+    // served for `shutdown_grace`, so load balancers move away before the ports close.
+    let (draining_tx, draining_rx) = watch::channel(false);
 
     let follower = tokio::spawn(Arc::clone(&replica).follow(Arc::clone(&store), stop_rx.clone()));
 
@@ -214,17 +239,22 @@ pub async fn run(
             },
             stop_rx.clone(),
         ));
+        let mut draining = draining_rx.clone();
         let updater = tokio::spawn(async move {
             loop {
                 let health = *status_rx.borrow_and_update();
-                let status = if health.serving() {
+                let status = if health.serving() && !*draining.borrow_and_update() {
                     ServingStatus::Serving
                 } else {
                     ServingStatus::NotServing
                 };
                 reporter.set_service_status("", status).await;
                 reporter.set_service_status(AUTHZ_SERVICE, status).await;
-                if status_rx.changed().await.is_err() {
+                let changed = tokio::select! {
+                    changed = status_rx.changed() => changed,
+                    changed = draining.changed() => changed,
+                };
+                if changed.is_err() {
                     return;
                 }
             }
@@ -351,6 +381,7 @@ pub async fn run(
         listeners.metrics,
         Arc::new(registry),
         Arc::clone(&replica),
+        draining_rx,
         signal(stop_rx.clone()),
     );
 
@@ -366,9 +397,17 @@ pub async fn run(
     let result = tokio::select! {
         result = &mut servers => result,
         () = shutdown => {
-            tracing::info!("shutting down: draining in-flight requests");
-            stop_tx.send_replace(true);
-            servers.await
+            draining_tx.send_replace(true);
+            tracing::info!(grace = ?config.shutdown_grace,
+                "shutting down: not ready any more, still serving for the grace period");
+            tokio::select! {
+                result = &mut servers => result,
+                () = tokio::time::sleep(config.shutdown_grace) => {
+                    tracing::info!("shutting down: draining in-flight requests");
+                    stop_tx.send_replace(true);
+                    servers.await
+                }
+            }
         }
     };
     stop_tx.send_replace(true);

@@ -5,6 +5,7 @@
 mod support;
 
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 use support::ports::free_port;
 use support::server::{BIN, ServerProcess};
 use support::tokens;
@@ -69,6 +70,50 @@ fn an_unreachable_server_is_one_clear_line() {
         &[("JWT_REVOKER_ADMIN_TOKEN", "whatever-token-0000")],
     );
     assert_one_line_error(&output, &format!("cannot reach the admin API at {addr}"));
+}
+
+#[test]
+fn a_connection_that_breaks_mid_call_says_the_change_may_or_may_not_be_made() {
+    // A server that takes the call and dies before answering: an HTTP/2 server whose every
+    // route waits forever, torn down (connections and all) once the call has arrived.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel();
+    let router = axum::Router::new().fallback(move || {
+        let _ = arrived_tx.send(());
+        std::future::pending::<()>()
+    });
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    let cli = std::thread::spawn(move || {
+        run(
+            &[
+                "revoke",
+                "--jti",
+                "j1",
+                "--issuer",
+                tokens::ISSUER,
+                "--admin-addr",
+                &addr,
+                "--timeout",
+                "20s",
+            ],
+            &[("JWT_REVOKER_ADMIN_TOKEN", "whatever-token-0000")],
+        )
+    });
+    arrived_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the call arrives");
+    runtime.shutdown_background();
+    let output = cli.join().expect("the cli");
+    assert_one_line_error(&output, "the change may or may not have been made");
+    assert!(
+        !stderr(&output).contains("answered Unknown"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -263,9 +308,53 @@ fn an_open_admin_port_is_announced_loudly() {
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let mut server = ServerProcess::start();
+    let mut server = ServerProcess::builder()
+        .extra_toml("shutdown_grace = \"0s\"")
+        .start();
     let status = server.terminate();
     assert!(status.success(), "exit status {status}");
+    assert!(server.log().contains("stopped"), "{}", server.log());
+}
+
+#[test]
+fn after_sigterm_the_server_says_not_ready_but_keeps_serving_for_the_grace_period() {
+    let mut server = ServerProcess::builder()
+        .extra_toml("shutdown_grace = \"3s\"")
+        .start();
+    assert_eq!(
+        support::http::get(server.metrics_port(), "/readyz").status,
+        200
+    );
+    let mut check = support::check::CheckClient::connect(server.authz_port());
+    let token = tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("alice"));
+    let before = check.check(&token);
+    let sent = std::time::Instant::now();
+    server.sigterm();
+    support::wait_until("readiness to fail", Duration::from_secs(2), |last| {
+        let status = support::http::get(server.metrics_port(), "/readyz").status;
+        *last = format!("/readyz {status}");
+        (status == 503).then_some(())
+    });
+    assert_eq!(
+        support::server::health_check(server.authz_port()),
+        Ok(false),
+        "gRPC health says NOT_SERVING"
+    );
+    // Still answered, on an existing connection and on a new one.
+    assert_eq!(before, support::check::Outcome::Allowed);
+    assert_eq!(check.check(&token), before);
+    let mut fresh = support::check::CheckClient::connect(server.authz_port());
+    assert_eq!(fresh.check(&token), before);
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "checked within the grace"
+    );
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(3),
+        "stopped before the grace ended"
+    );
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
 

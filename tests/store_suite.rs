@@ -8,9 +8,11 @@ use jwt_revoker::revocation::{
     StoreError,
 };
 use jwt_revoker::store::embedded::{EmbeddedOptions, EmbeddedStore, FILE_NAME, REVOCATIONS_TABLE};
-use jwt_revoker::store::redis::{RedisOptions, RedisStore};
+use jwt_revoker::store::redis::{RedisOptions, RedisStore, Topology};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::redis::RedisProcess;
+use support::redis_ha::{RedisCluster, SentinelSet};
 use tempfile::TempDir;
 
 /// "Now" in every test, in Unix seconds; time is passed explicitly, never slept through.
@@ -192,9 +194,124 @@ impl Backend for Redis {
     }
 }
 
-/// Writes the suite once and instantiates it for each backend.
+tokio::task_local! {
+    /// The Sentinel or Cluster topology the suite runs against (one per run, shared by every
+    /// test of the run, each under a key prefix of its own).
+    static TOPOLOGY: Topology;
+}
+
+/// A store on Sentinel or Cluster, with `min_replicas_acked = 1`, under a fresh prefix.
+struct Replicated {
+    topology: Topology,
+    prefix: String,
+    store: RedisStore,
+}
+
+impl Replicated {
+    async fn connect(topology: &Topology, prefix: &str) -> RedisStore {
+        let options = RedisOptions {
+            min_replicas_acked: 1,
+            replication_timeout: Duration::from_secs(2),
+            ..redis_options()
+        };
+        RedisStore::connect_to(topology, prefix, options)
+            .await
+            .expect("connect to the test topology")
+    }
+
+    /// Runs `cmd` on the master of the prefix's slot, bypassing the store.
+    async fn raw(&self, cmd: &::redis::Cmd) -> ::redis::Value {
+        match &self.topology {
+            Topology::Cluster { nodes, .. } => {
+                let client = ::redis::cluster::ClusterClient::new(nodes.clone()).expect("client");
+                let mut conn = client.get_async_connection().await.expect("connect");
+                cmd.query_async(&mut conn).await.expect("raw command")
+            }
+            Topology::Sentinel {
+                sentinels, master, ..
+            } => {
+                let mut client = ::redis::sentinel::SentinelClient::build(
+                    sentinels.clone(),
+                    master.clone(),
+                    None,
+                    ::redis::sentinel::SentinelServerType::Master,
+                )
+                .expect("client");
+                let mut conn = client.get_async_connection().await.expect("connect");
+                cmd.query_async(&mut conn).await.expect("raw command")
+            }
+            Topology::Standalone { .. } => unreachable!("only Sentinel and Cluster"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{{{}}}:{name}", self.prefix)
+    }
+}
+
+impl Backend for Replicated {
+    async fn new() -> Self {
+        static RUN: AtomicUsize = AtomicUsize::new(0);
+        let topology = TOPOLOGY.get();
+        let prefix = format!("suite{}", RUN.fetch_add(1, Ordering::Relaxed));
+        let store = Self::connect(&topology, &prefix).await;
+        Self {
+            topology,
+            prefix,
+            store,
+        }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    async fn reopen(&mut self) {
+        self.store = Self::connect(&self.topology, &self.prefix).await;
+    }
+
+    async fn corrupt(&mut self, key: &RevocationKey, garbage: &[u8]) {
+        let mut cmd = ::redis::cmd("HSET");
+        cmd.arg(self.key("rev")).arg(key.encode()).arg(garbage);
+        self.raw(&cmd).await;
+    }
+
+    async fn lose_feed_history(&mut self) {
+        let mut cmd = ::redis::cmd("XTRIM");
+        cmd.arg(self.key("feed")).arg("MAXLEN").arg(0);
+        self.raw(&cmd).await;
+    }
+}
+
+/// Writes the suite once and instantiates it for each backend: a test per function for the
+/// embedded store and standalone Redis; for Sentinel and Cluster, one test that starts the
+/// topology once and runs every function against it in turn (each on its own key prefix).
 macro_rules! store_suite {
     ($($test:ident),+ $(,)?) => {
+        mod sentinel {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_suite() {
+                let set = super::SentinelSet::start();
+                super::TOPOLOGY.scope(set.topology(), async {
+                    $(
+                        eprintln!("sentinel: {}", stringify!($test));
+                        super::$test(<super::Replicated as super::Backend>::new().await).await;
+                    )+
+                }).await;
+            }
+        }
+        mod cluster {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_suite() {
+                let cluster = super::RedisCluster::start();
+                super::TOPOLOGY.scope(cluster.topology(), async {
+                    $(
+                        eprintln!("cluster: {}", stringify!($test));
+                        super::$test(<super::Replicated as super::Backend>::new().await).await;
+                    )+
+                }).await;
+            }
+        }
         mod embedded {
             $(
                 #[tokio::test]
@@ -1121,4 +1238,61 @@ async fn redis_a_partly_trimmed_feed_is_a_gap_only_for_positions_before_the_trim
     }
     let (changes, _) = read_changes(store, &positions[2], 1).await;
     assert_eq!(changes, vec![Change::Put(token("c"))]);
+}
+
+#[tokio::test]
+async fn redis_a_write_no_replica_confirms_is_unavailable_but_whole() {
+    let redis = RedisProcess::start();
+    let options = RedisOptions {
+        min_replicas_acked: 1,
+        replication_timeout: Duration::from_millis(100),
+        ..redis_options()
+    };
+    let store = RedisStore::connect(&redis.url(), PREFIX, options)
+        .await
+        .expect("connect");
+    let a = token("a");
+    let started = Instant::now();
+    match store.insert(&a, NOW).await {
+        Err(StoreError::Unavailable(detail)) => {
+            assert_eq!(detail, jwt_revoker::revocation::NOT_REPLICATED);
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "WAIT waited"
+    );
+    // The write is there, whole; retrying is safe.
+    assert_eq!(store.get(&a.key, NOW).await.expect("get"), Some(a.clone()));
+    assert!(matches!(
+        store.insert(&a, NOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.remember_once("s", "id", NOW + 10, NOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn redis_the_first_call_after_redis_is_back_succeeds() {
+    let mut backend = Redis::new().await;
+    backend
+        .store
+        .insert(&token("a"), NOW)
+        .await
+        .expect("insert");
+    backend.redis.kill();
+    // Calls fail while Redis is down, leaving the connection's failed reconnect behind.
+    for _ in 0..3 {
+        assert_unavailable(backend.store.get(&token("a").key, NOW).await, "get");
+    }
+    backend.redis.restart(); // Answers PING when this returns.
+    // The first call after that is served (a broken connection is retried once at once).
+    let b = token("b");
+    assert_eq!(
+        backend.store.insert(&b, NOW).await.expect("the first call"),
+        Inserted::New
+    );
 }

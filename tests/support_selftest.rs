@@ -7,7 +7,7 @@ mod support;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use jwt_revoker::config::{Config, Overrides, StoreConfig};
+use jwt_revoker::config::{Config, Overrides, RedisConfig, RedisTopology, StoreConfig};
 use serde_json::Value;
 use support::http::Request;
 use support::server::{ServerProcess, admin_token};
@@ -62,7 +62,7 @@ fn extra_toml_merges_into_the_server_config() {
         .config_toml(40001, 40002, &std::env::temp_dir());
     let config = load(&text);
     assert!(
-        matches!(config.store, StoreConfig::Redis { ref url, .. } if url == "redis://127.0.0.1:6390/")
+        matches!(config.store, StoreConfig::Redis(RedisConfig { topology: RedisTopology::Standalone { ref url }, .. }) if url == "redis://127.0.0.1:6390/")
     );
     assert!(config.leeway.is_zero());
     assert_eq!(config.token_sources.cookie.as_deref(), Some("session"));

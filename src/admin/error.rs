@@ -65,6 +65,12 @@ impl From<AdminError> for Status {
             AdminError::Token(token) => {
                 Status::invalid_argument(format!("token: rejected ({})", token.reason()))
             }
+            AdminError::Store(StoreError::Unavailable(detail))
+                if detail == crate::revocation::NOT_REPLICATED =>
+            {
+                tracing::warn!("admin request failed: not replicated in time");
+                Status::unavailable(crate::revocation::NOT_REPLICATED)
+            }
             AdminError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "admin request failed: store unavailable");
                 Status::unavailable(

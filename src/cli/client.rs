@@ -133,6 +133,18 @@ pub enum ClientError {
         "the admin API refused the credentials: set JWT_REVOKER_ADMIN_TOKEN to the server's admin token"
     )]
     Unauthenticated,
+    /// The connection broke during a call (the server died or restarted mid-call): the
+    /// request may or may not have been carried out.
+    #[error(
+        "the admin API at {addr} could not be reached or the connection broke during the call \
+         ({detail}): the change may or may not have been made; check with `list` and retry"
+    )]
+    Broken {
+        /// Where.
+        addr: String,
+        /// Why.
+        detail: String,
+    },
     /// The server answered with an error.
     #[error("{0}")]
     Server(String),
@@ -152,9 +164,15 @@ impl ClientError {
             Code::Unavailable if std::error::Error::source(&status).is_none() => {
                 Self::Server(format!("the server is unavailable for this: {message}"))
             }
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unreachable {
+            // Not the server's answer: the transport failed (a cause is attached) or the
+            // call timed out, after the request may have reached the server.
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Broken {
                 addr: addr.to_owned(),
                 detail: message,
+            },
+            _ if std::error::Error::source(&status).is_some() => Self::Broken {
+                addr: addr.to_owned(),
+                detail: error_chain(&status),
             },
             code => Self::Server(format!("the server answered {code:?}: {message}")),
         }

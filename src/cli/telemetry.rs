@@ -1,7 +1,8 @@
 //! Logging set-up: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` when
-//! set, otherwise by the configured level.
+//! set, otherwise by the configured level; coloured only when stderr is a terminal.
 
 use clap::ValueEnum;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -19,8 +20,11 @@ pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into a file or a pipe (what
+    // Kubernetes collects).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -5,6 +5,9 @@ mod feed;
 mod metadata;
 pub use feed::FeedAuth;
 pub use metadata::MetadataClaims;
+mod store;
+
+pub use store::{DEFAULT_REPLICATION_TIMEOUT, RedisConfig, RedisTopology, StoreConfig};
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -13,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+use store::{RawStore, validate_store};
 
 /// A configuration error, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,8 @@ struct RawConfig {
     #[serde(default, with = "humantime_serde")]
     max_token_lifetime: Option<Duration>,
     max_token_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
@@ -106,14 +112,6 @@ struct RawLogoutRoute {
     path: Option<String>,
     issuer: Option<String>,
     revoke: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    url: Option<String>,
-    data_dir: Option<PathBuf>,
-    key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +214,8 @@ pub struct Config {
     pub max_token_lifetime: Duration,
     /// Tokens longer than this are refused unread.
     pub max_token_bytes: usize,
+    /// After SIGTERM, how long the server keeps serving while reporting not ready.
+    pub shutdown_grace: Duration,
     /// Where revocations are kept.
     pub store: StoreConfig,
     /// Who may use the admin API.
@@ -312,23 +312,6 @@ pub struct TlsConfig {
     pub authz: Option<PortTls>,
     /// `[tls.admin]`.
     pub admin: Option<PortTls>,
-}
-
-/// Where revocations are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// Redis at this URL (`redis://` or `rediss://`), keys under this prefix.
-    Redis {
-        /// The URL.
-        url: String,
-        /// Key prefix.
-        key_prefix: String,
-    },
-    /// The embedded durable file store in this directory.
-    Embedded {
-        /// The data directory.
-        data_dir: PathBuf,
-    },
 }
 
 /// Who may use the admin API.
@@ -439,6 +422,9 @@ const SUPPORTED_ALGORITHMS: &[&str] = &[
     "ES384", "EdDSA",
 ];
 
+/// How long the server keeps serving after SIGTERM unless `shutdown_grace` says otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 impl Config {
     /// Reads, parses and validates the file at `path`, then applies `overrides`.
     /// Relative paths in the file are resolved against the file's directory.
@@ -513,7 +499,11 @@ impl Config {
             return Err(invalid("max_token_bytes", "must be between 256 and 65536"));
         }
 
-        let store = validate_store(raw.store, base, overrides)?;
+        let shutdown_grace = raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        if shutdown_grace > Duration::from_secs(300) {
+            return Err(invalid("shutdown_grace", "must be at most 5m"));
+        }
+        let store = validate_store(raw.store, base, overrides.store_url.clone())?;
         let tls = validate_tls(raw.tls, raw.admin.require_client_cert, base)?;
         let admin = validate_admin(raw.admin, base, overrides)?;
         let feed = feed::validate_feed(raw.feed, &tls, base)?;
@@ -567,6 +557,7 @@ impl Config {
             leeway,
             max_token_lifetime,
             max_token_bytes,
+            shutdown_grace,
             store,
             admin,
             token_sources,
@@ -594,45 +585,6 @@ fn resolve(base: &Path, path: PathBuf) -> PathBuf {
         path
     } else {
         base.join(path)
-    }
-}
-
-fn validate_store(
-    raw: RawStore,
-    base: &Path,
-    overrides: &Overrides,
-) -> Result<StoreConfig, ConfigError> {
-    let url = overrides
-        .store_url
-        .clone()
-        .or(raw.url)
-        .filter(|u| !u.is_empty());
-    match url {
-        Some(url) => {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(invalid(
-                    "store.url",
-                    "must start with redis:// or rediss:// (or be absent for the embedded store)",
-                ));
-            }
-            redis::Client::open(url.as_str())
-                .map_err(|e| invalid("store.url", format!("not a valid Redis URL: {e}")))?;
-            let key_prefix = raw.key_prefix.unwrap_or_else(|| "jwt-revoker".to_owned());
-            if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
-                return Err(invalid(
-                    "store.key_prefix",
-                    "must be non-empty and contain no braces",
-                ));
-            }
-            Ok(StoreConfig::Redis { url, key_prefix })
-        }
-        None => {
-            if raw.key_prefix.is_some() {
-                return Err(invalid("store.key_prefix", "only applies with store.url"));
-            }
-            let data_dir = resolve(base, raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
-            Ok(StoreConfig::Embedded { data_dir })
-        }
     }
 }
 
@@ -1168,7 +1120,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
             Config::parse(&text, Path::new("t"), Path::new("."), &overrides).expect("valid");
         assert_eq!(config.authz_addr.to_string(), "127.0.0.1:2");
         assert!(
-            matches!(config.store, StoreConfig::Redis { ref url, .. } if url.ends_with(":3/0"))
+            matches!(config.store, StoreConfig::Redis(RedisConfig { topology: RedisTopology::Standalone { ref url }, .. }) if url.ends_with(":3/0"))
         );
     }
 

@@ -11,4 +11,6 @@ pub use lifetime::{Covered, Lifetimes};
 pub use model::{InvalidRevocation, Revocation, RevocationKey, RevocationKind};
 pub use replica::{Followed, Lookup, Replica, ReplicaHealth, ReplicaStatus};
 pub use set::{RevocationSet, TokenIdentity};
-pub use store::{Change, ChangeBatch, FeedPosition, Inserted, Page, Store, StoreError};
+pub use store::{
+    Change, ChangeBatch, FeedPosition, Inserted, NOT_REPLICATED, Page, Store, StoreError,
+};

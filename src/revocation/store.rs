@@ -18,6 +18,10 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// The detail of the [`StoreError::Unavailable`] a write gets when fewer replicas than
+/// required confirmed it in time (the write may still be there, whole; a retry is safe).
+pub const NOT_REPLICATED: &str = "not replicated in time; retry";
+
 impl StoreError {
     /// The receiver of a [`Store::snapshot`] went away before the last page was sent.
     pub(crate) fn snapshot_abandoned() -> Self {

@@ -132,13 +132,36 @@ impl EnvoyProcess {
         }
     }
 
+    /// Starts Envoy with `edit` applied to the rendered `envoy/envoy.yaml` (e.g. more
+    /// endpoints or health checks for a cluster), and waits until it is ready.
+    pub fn start_edited(
+        authz_port: u16,
+        upstream_port: u16,
+        edit: impl Fn(String) -> String,
+    ) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ports = EnvoyPorts::new(authz_port, upstream_port);
+            match Self::try_start_with(ports, edit(render_config(&ports))) {
+                Ok(envoy) => return envoy,
+                Err(log) if attempt < 3 && log.contains("ddress already in use") => continue,
+                Err(log) => panic!("envoy failed to start; its log:\n{log}"),
+            }
+        }
+    }
+
     fn try_start(ports: EnvoyPorts) -> Result<Self, String> {
+        Self::try_start_with(ports, render_config(&ports))
+    }
+
+    fn try_start_with(ports: EnvoyPorts, config: String) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("envoy-test-")
             .tempdir()
             .expect("create a temp dir for envoy");
         let config_path = dir.path().join("envoy.yaml");
-        std::fs::write(&config_path, render_config(&ports)).expect("write envoy.yaml");
+        std::fs::write(&config_path, config).expect("write envoy.yaml");
         let log_path = dir.path().join("envoy.log");
         let log = File::create(&log_path).expect("create envoy.log");
         let child = Command::new(envoy_bin())

@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod module;
 pub mod ports;
 pub mod redis;
+pub mod redis_ha;
 pub mod server;
 pub mod stack;
 pub mod tokens;

@@ -194,6 +194,29 @@ impl RedisProcess {
     }
 }
 
+/// Runs one command on the server at `port` and returns its raw RESP reply (for test
+/// support code driving nodes it started itself).
+pub fn command_on(port: u16, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    let mut stream = connect(port)?;
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&request)?;
+    let mut reply = Vec::new();
+    let mut buf = [0; 4096];
+    while complete(&reply).is_none() {
+        let read = stream.read(&mut buf)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        reply.extend_from_slice(&buf[..read]);
+    }
+    Ok(reply)
+}
+
 impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.kill();

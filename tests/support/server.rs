@@ -35,6 +35,8 @@ pub enum Store {
     Embedded,
     /// Redis at this URL.
     Redis(String),
+    /// These lines in `[store]` (e.g. `sentinels = […]`), as given.
+    Toml(String),
 }
 
 /// Configures a [`ServerProcess`] before starting it.
@@ -65,6 +67,12 @@ impl ServerBuilder {
     /// Uses the embedded store (the default).
     pub fn embedded(mut self) -> Self {
         self.store = Store::Embedded;
+        self
+    }
+
+    /// Uses the store these `[store]` lines describe (e.g. Sentinel or Cluster settings).
+    pub fn store_toml(mut self, lines: &str) -> Self {
+        self.store = Store::Toml(lines.to_owned());
         self
     }
 
@@ -160,6 +168,7 @@ impl ServerBuilder {
         let store = match &self.store {
             Store::Embedded => format!("data_dir = {}", path(data_dir)),
             Store::Redis(url) => format!("url = {}", quote(url)),
+            Store::Toml(lines) => lines.clone(),
         };
         let base = format!(
             r#"
@@ -324,6 +333,17 @@ impl ServerProcess {
     /// Kills the server (SIGKILL: no graceful shutdown) and reaps it.
     pub fn kill(&mut self) {
         super::kill_and_reap(&mut self.child);
+    }
+
+    /// Sends SIGTERM without waiting (the server then drains for its `shutdown_grace`).
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits for the server to exit (after [`sigterm`](Self::sigterm)), returning how.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        child.wait().expect("wait for the server")
     }
 
     /// Freezes the server (SIGSTOP): its connections stay open but it does nothing.

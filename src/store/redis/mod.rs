@@ -18,10 +18,21 @@
 //! position, or entries after the position were trimmed: the stream holds only its last
 //! `length` of `entries-added` entries (`XINFO STREAM`, Redis 7.0 and later; its
 //! `max-deleted-entry-id` is also checked, but 7.0 does not advance it on `XTRIM`).
-//! Every call is bounded in time: a dead Redis gives [`StoreError::Unavailable`].
+//! A position's epoch also carries the master's replication id (`master_replid`): a failover
+//! (Sentinel or Cluster) or a restart changes it, and so reports a gap, since a new master may
+//! lack entries the old one had appended but not replicated.
+//! Every call is bounded in time: a dead Redis gives [`StoreError::Unavailable`]. A command
+//! that failed on a broken connection is retried once at once (the connection is remade).
+//! With `min_replicas_acked`, every write is pipelined with `WAIT` on the same connection and
+//! acknowledged only once that many replicas have it.
+//!
+//! How Redis is reached (one server, Sentinel, Cluster) is the business of module `link`.
 
 mod feed;
+mod link;
 mod scripts;
+
+pub use link::Topology;
 
 use super::{MAX_CHANGES_PER_BATCH, MAX_WAIT, SNAPSHOT_PAGE, random_u64};
 use crate::revocation::{
@@ -29,10 +40,10 @@ use crate::revocation::{
 };
 use async_trait::async_trait;
 use feed::{FeedState, Position, StreamPos};
+use link::{Conn, Link};
 use prometheus_client::metrics::counter::Counter;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamReadReply};
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -56,6 +67,10 @@ pub struct RedisOptions {
     pub feed_max_len: usize,
     /// Counts entries skipped because they are unreadable (a metric; see `crate::metrics`).
     pub skipped_entries: Counter,
+    /// Replicas that must hold a write before it is acknowledged (`WAIT`); 0: none.
+    pub min_replicas_acked: u32,
+    /// How long a write waits for them.
+    pub replication_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -65,6 +80,8 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(2),
             feed_max_len: 100_000,
             skipped_entries: Counter::default(),
+            min_replicas_acked: 0,
+            replication_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -97,12 +114,10 @@ impl Keys {
 
 /// Revocations in Redis, with a Redis Stream as the change feed.
 pub struct RedisStore {
-    client: redis::Client,
-    /// Shared by every command except the blocking feed read.
-    conn: ConnectionManager,
-    /// The blocking feed read's own connection, made on first use and replaced after a
-    /// timeout (a blocked read would otherwise hold it).
-    feed_conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    link: Link,
+    /// The blocking feed read's own connection, made on first use and replaced after an
+    /// error or timeout (a blocked read would otherwise hold it).
+    feed_conn: tokio::sync::Mutex<Option<Conn>>,
     keys: Keys,
     options: RedisOptions,
     location: String,
@@ -118,8 +133,8 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Prepares a store on the Redis at `url` (`redis://`, `rediss://`, `redis+unix://`),
-    /// under keys `{key_prefix}:…`.
+    /// Prepares a store on the one Redis at `url` (`redis://`, `rediss://`,
+    /// `redis+unix://`), under keys `{key_prefix}:…`.
     ///
     /// Fails only on a bad URL or prefix: an unreachable Redis is logged and retried on use.
     pub async fn connect(
@@ -127,20 +142,32 @@ impl RedisStore {
         key_prefix: &str,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
-        let location = redact(url);
+        Self::connect_to(
+            &Topology::Standalone {
+                url: url.to_owned(),
+            },
+            key_prefix,
+            options,
+        )
+        .await
+    }
+
+    /// Prepares a store on Redis reached through `topology`, under keys `{key_prefix}:…`.
+    ///
+    /// Fails only on bad settings: an unreachable Redis is logged and retried on use.
+    pub async fn connect_to(
+        topology: &Topology,
+        key_prefix: &str,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let location = topology.location();
         if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
             return Err(StoreError::Internal(format!(
                 "invalid redis key prefix {key_prefix:?}: it must be non-empty, without braces"
             )));
         }
-        let client = redis::Client::open(url)
-            .map_err(|err| StoreError::Internal(format!("invalid redis url {location}: {err}")))?;
-        let conn = client
-            .get_connection_manager_lazy(manager_config(&options, Some(options.response_timeout)))
-            .map_err(|err| StoreError::Internal(format!("redis client {location}: {err}")))?;
         let store = Self {
-            client,
-            conn,
+            link: Link::new(topology, &options)?,
             feed_conn: tokio::sync::Mutex::new(None),
             keys: Keys::new(key_prefix),
             options,
@@ -154,17 +181,17 @@ impl RedisStore {
     /// whether its settings can lose acknowledged revocations (no AOF, an `allkeys-*`
     /// eviction policy).
     async fn probe(&self) {
-        let mut conn = self.conn.clone();
         let info = self
-            .call("INFO", async move {
+            .call("INFO", |mut conn| async move {
                 redis::cmd("INFO")
                     .arg("server")
                     .arg("persistence")
                     .arg("memory")
-                    .query_async::<String>(&mut conn)
+                    .query_async::<redis::Value>(&mut conn)
                     .await
             })
-            .await;
+            .await
+            .map(info_text);
         let info = match info {
             Ok(info) => info,
             Err(err) => {
@@ -213,19 +240,111 @@ impl RedisStore {
     }
 
     /// Runs one Redis operation within the time budget, mapping its error.
-    async fn call<T>(
+    async fn call<T, F, Fut>(&self, op: &'static str, work: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.call_within(op, self.budget(), work).await
+    }
+
+    /// Runs `work` on the command connection within `budget`, once more at once if the
+    /// connection broke (a reconnected manager, or the master Sentinel names now, gets it),
+    /// and maps its error.
+    async fn call_within<T, F, Fut>(
         &self,
         op: &'static str,
-        work: impl Future<Output = RedisResult<T>>,
+        budget: Duration,
+        mut work: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut retried = false;
+        loop {
+            let attempt = async {
+                let conn = self.link.command().await?;
+                work(conn).await
+            };
+            let err = match tokio::time::timeout(budget, attempt).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => err,
+                Err(_) => {
+                    self.link.failed(None);
+                    return Err(StoreError::Unavailable(format!(
+                        "redis {op}: no answer within {budget:?}"
+                    )));
+                }
+            };
+            self.link.failed(Some(&err));
+            if !retried && is_broken_connection(&err) {
+                retried = true;
+                tracing::debug!(op, error = %err, "redis connection broke: retrying once");
+                continue;
+            }
+            return Err(map_error(op, err));
+        }
+    }
+
+    /// Runs a writing script and, with `min_replicas_acked`, `WAIT` in the same pipeline
+    /// (`WAIT` counts the writes of its own connection). A new master that lacks the script
+    /// (`NOSCRIPT`: scripts are not replicated) is given it and asked again.
+    async fn write<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        within(op, self.budget(), work).await
+        let acked = self.options.min_replicas_acked;
+        let wait_ms = u64::try_from(self.options.replication_timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation);
+        if acked > 0 {
+            pipe.cmd("WAIT").arg(acked).arg(wait_ms);
+        }
+        let pipe = &pipe;
+        let budget = self.budget() + self.options.replication_timeout;
+        let (value, replicas): (T, i64) = self
+            .call_within(op, budget, |mut conn| async move {
+                let reply = match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
+                    Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        invocation.load_async(&mut conn).await?;
+                        pipe.query_async::<Vec<redis::Value>>(&mut conn).await?
+                    }
+                    other => other?,
+                };
+                let mut reply = reply.into_iter();
+                let value = T::from_redis_value(reply.next().unwrap_or(redis::Value::Nil))?;
+                let replicas = match reply.next() {
+                    Some(count) => i64::from_redis_value(count)?,
+                    None => 0,
+                };
+                Ok((value, replicas))
+            })
+            .await?;
+        if replicas < i64::from(acked) {
+            tracing::warn!(op, replicas, wanted = acked, timeout = ?self.options.replication_timeout,
+                "redis write not replicated in time");
+            return Err(StoreError::Unavailable(NOT_REPLICATED.to_owned()));
+        }
+        Ok(value)
     }
 
     /// The feed's state, as seen by [`scripts::FEED_STATE`] or (`new_epoch`) [`scripts::FEED_HEAD`].
     async fn feed_state(&self, new_epoch: Option<String>) -> Result<FeedState, StoreError> {
-        let mut conn = self.conn.clone();
-        let (epoch, exists, last, deleted, added, length): (String, i64, String, String, i64, i64) =
-            self.call("feed state", async {
+        let new_epoch = &new_epoch;
+        let (epoch, exists, last, deleted, added, length, replid): (
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            String,
+        ) = self
+            .call("feed state", |mut conn| async move {
                 let mut invocation = match &new_epoch {
                     Some(epoch) => {
                         let mut invocation = scripts::FEED_HEAD.prepare_invoke();
@@ -253,7 +372,8 @@ impl RedisStore {
             ));
         };
         Ok(FeedState {
-            epoch,
+            // A failover or restart changes the master's replication id: a gap.
+            epoch: format!("{epoch}.{replid}"),
             exists: exists == 1,
             last_generated: id(&last)?,
             max_deleted: id(&deleted)?,
@@ -272,13 +392,20 @@ impl RedisStore {
         let mut guard = tokio::time::timeout(budget, self.feed_conn.lock())
             .await
             .map_err(|_| StoreError::Unavailable("redis feed read is busy".into()))?;
+        let deadline = tokio::time::Instant::now() + budget;
         let conn = match guard.as_mut() {
             Some(conn) => conn,
-            None => guard.insert(
-                self.client
-                    .get_connection_manager_lazy(manager_config(&self.options, None))
-                    .map_err(|err| map_error("XREAD", err))?,
-            ),
+            None => {
+                let conn = tokio::time::timeout_at(deadline, self.link.feed())
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable(format!(
+                            "redis XREAD: no connection within {budget:?}"
+                        ))
+                    })?
+                    .map_err(|err| map_error("XREAD", err))?;
+                guard.insert(conn)
+            }
         };
         let mut cmd = redis::cmd("XREAD");
         if !wait.is_zero() {
@@ -291,12 +418,18 @@ impl RedisStore {
             .arg("STREAMS")
             .arg(&self.keys.feed)
             .arg(after.to_string());
-        let reply = within(
-            "XREAD",
-            budget,
-            cmd.query_async::<Option<StreamReadReply>>(conn),
-        )
-        .await;
+        let read = async {
+            loop {
+                match cmd.query_async::<Option<StreamReadReply>>(conn).await {
+                    // A planned Cluster failover unblocks the read: ask the new owner.
+                    Err(err) if err.code() == Some("UNBLOCKED") => {
+                        tracing::debug!(error = %err, "redis feed read unblocked: re-issued");
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let reply = within("XREAD", deadline - tokio::time::Instant::now(), read).await;
         if reply.is_err() {
             // The connection may still be blocked in Redis: start afresh next time.
             *guard = None;
@@ -317,20 +450,15 @@ impl Store for RedisStore {
         // Record if absent; otherwise extend the live one with a compare-and-set, retried if
         // another writer changed it in between.
         for _ in 0..MAX_EXTEND_ATTEMPTS {
-            let mut conn = self.conn.clone();
-            let (recorded, existing): (i64, Vec<u8>) = self
-                .call("insert", async {
-                    self.writing(&scripts::INSERT)
-                        .arg(&encoded)
-                        .arg(&json)
-                        .arg(revocation.expires_at)
-                        .arg(now)
-                        .arg(self.options.feed_max_len)
-                        .arg(PURGE_PER_WRITE)
-                        .invoke_async(&mut conn)
-                        .await
-                })
-                .await?;
+            let mut insert = self.writing(&scripts::INSERT);
+            insert
+                .arg(&encoded)
+                .arg(&json)
+                .arg(revocation.expires_at)
+                .arg(now)
+                .arg(self.options.feed_max_len)
+                .arg(PURGE_PER_WRITE);
+            let (recorded, existing): (i64, Vec<u8>) = self.write("insert", &insert).await?;
             if recorded == 1 {
                 tracing::debug!(key = %encoded, expires_at = revocation.expires_at, "revocation stored");
                 return Ok(Inserted::New);
@@ -342,20 +470,16 @@ impl Store for RedisStore {
                 return Ok(Inserted::Existing(current));
             };
             let extended_json = encode(&extended)?;
-            let (replaced, _live): (i64, Vec<u8>) = self
-                .call("insert", async {
-                    self.writing(&scripts::REPLACE)
-                        .arg(&encoded)
-                        .arg(&existing)
-                        .arg(&extended_json)
-                        .arg(extended.expires_at)
-                        .arg(now)
-                        .arg(self.options.feed_max_len)
-                        .arg(PURGE_PER_WRITE)
-                        .invoke_async(&mut conn)
-                        .await
-                })
-                .await?;
+            let mut replace = self.writing(&scripts::REPLACE);
+            replace
+                .arg(&encoded)
+                .arg(&existing)
+                .arg(&extended_json)
+                .arg(extended.expires_at)
+                .arg(now)
+                .arg(self.options.feed_max_len)
+                .arg(PURGE_PER_WRITE);
+            let (replaced, _live): (i64, Vec<u8>) = self.write("insert", &replace).await?;
             if replaced == 1 {
                 tracing::debug!(key = %encoded, expires_at = extended.expires_at, "revocation extended");
                 return Ok(Inserted::Extended(extended));
@@ -368,18 +492,13 @@ impl Store for RedisStore {
 
     async fn remove(&self, key: &RevocationKey, now: u64) -> Result<bool, StoreError> {
         let encoded = key.encode();
-        let mut conn = self.conn.clone();
-        let removed: i64 = self
-            .call("remove", async {
-                self.writing(&scripts::REMOVE)
-                    .arg(&encoded)
-                    .arg(now)
-                    .arg(self.options.feed_max_len)
-                    .arg(PURGE_PER_WRITE)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut remove = self.writing(&scripts::REMOVE);
+        remove
+            .arg(&encoded)
+            .arg(now)
+            .arg(self.options.feed_max_len)
+            .arg(PURGE_PER_WRITE);
+        let removed: i64 = self.write("remove", &remove).await?;
         if removed == 1 {
             tracing::debug!(key = %encoded, "revocation removed");
         }
@@ -388,18 +507,18 @@ impl Store for RedisStore {
 
     async fn get(&self, key: &RevocationKey, now: u64) -> Result<Option<Revocation>, StoreError> {
         let encoded = key.encode();
-        let mut conn = self.conn.clone();
+        let encoded = &encoded;
         let value: Option<Vec<u8>> = self
-            .call("HGET", async {
+            .call("HGET", |mut conn| async move {
                 redis::cmd("HGET")
                     .arg(&self.keys.rev)
-                    .arg(&encoded)
+                    .arg(encoded)
                     .query_async(&mut conn)
                     .await
             })
             .await?;
         Ok(value
-            .and_then(|value| self.parse(&encoded, &value))
+            .and_then(|value| self.parse(encoded, &value))
             .filter(|revocation| !revocation.is_expired(now)))
     }
 
@@ -410,12 +529,12 @@ impl Store for RedisStore {
         loop {
             // One more than the page, to know whether another page follows.
             let count = (limit - page.len()).saturating_add(1).clamp(64, SCAN_COUNT);
-            let mut conn = self.conn.clone();
+            let from = &start;
             let keys: Vec<String> = self
-                .call("ZRANGE", async {
+                .call("ZRANGE", |mut conn| async move {
                     redis::cmd("ZRANGE")
                         .arg(&self.keys.idx)
-                        .arg(&start)
+                        .arg(from)
                         .arg("+")
                         .arg("BYLEX")
                         .arg("LIMIT")
@@ -427,11 +546,12 @@ impl Store for RedisStore {
                 .await?;
             let Some(last) = keys.last() else { break };
             start = format!("({last}");
+            let fields = &keys;
             let values: Vec<Option<Vec<u8>>> = self
-                .call("HMGET", async {
+                .call("HMGET", |mut conn| async move {
                     redis::cmd("HMGET")
                         .arg(&self.keys.rev)
-                        .arg(&keys)
+                        .arg(fields)
                         .query_async(&mut conn)
                         .await
                 })
@@ -481,12 +601,12 @@ impl Store for RedisStore {
         // return a field twice, which the receiver applies idempotently.
         let mut cursor = "0".to_owned();
         loop {
-            let mut conn = self.conn.clone();
+            let at = &cursor;
             let (next, fields): (String, Vec<Vec<u8>>) = self
-                .call("HSCAN", async {
+                .call("HSCAN", |mut conn| async move {
                     redis::cmd("HSCAN")
                         .arg(&self.keys.rev)
-                        .arg(&cursor)
+                        .arg(at)
                         .arg("COUNT")
                         .arg(SNAPSHOT_PAGE)
                         .query_async(&mut conn)
@@ -560,9 +680,8 @@ impl Store for RedisStore {
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         let mut purged = 0;
         loop {
-            let mut conn = self.conn.clone();
             let step: usize = self
-                .call("purge", async {
+                .call("purge", |mut conn| async move {
                     scripts::PURGE
                         .key(&self.keys.rev)
                         .key(&self.keys.exp)
@@ -592,26 +711,18 @@ impl Store for RedisStore {
         now: u64,
     ) -> Result<bool, StoreError> {
         let key = format!("{}:{scope}:{id}", self.keys.once);
-        let mut conn = self.conn.clone();
-        let recorded: i64 = self
-            .call("remember once", async {
-                scripts::REMEMBER_ONCE
-                    .key(&key)
-                    .arg(expires_at)
-                    .arg(now)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut remember = scripts::REMEMBER_ONCE.key(&key);
+        remember.arg(expires_at).arg(now);
+        let recorded: i64 = self.write("remember once", &remember).await?;
         Ok(recorded == 1)
     }
 
     async fn is_remembered(&self, scope: &str, id: &str, now: u64) -> Result<bool, StoreError> {
         let key = format!("{}:{scope}:{id}", self.keys.once);
-        let mut conn = self.conn.clone();
+        let key = &key;
         let value: Option<String> = self
-            .call("is remembered", async {
-                redis::cmd("GET").arg(&key).query_async(&mut conn).await
+            .call("is remembered", |mut conn| async move {
+                redis::cmd("GET").arg(key).query_async(&mut conn).await
             })
             .await?;
         Ok(value
@@ -729,7 +840,10 @@ fn map_error(op: &'static str, err: RedisError) -> StoreError {
                 | ErrorKind::MasterNameNotFoundBySentinel
                 | ErrorKind::NoValidReplicasFoundBySentinel
         )
-        || matches!(err.code(), Some("BUSY" | "OOM"));
+        || matches!(
+            err.code(),
+            Some("BUSY" | "OOM" | "NOREPLICAS" | "UNBLOCKED")
+        );
     if transient {
         StoreError::Unavailable(format!("redis {op}: {err}"))
     } else {
@@ -737,31 +851,32 @@ fn map_error(op: &'static str, err: RedisError) -> StoreError {
     }
 }
 
-/// Reconnection settings: few quick retries, since every call has its own time budget.
-fn manager_config(
-    options: &RedisOptions,
-    response_timeout: Option<Duration>,
-) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(options.connection_timeout))
-        .set_response_timeout(response_timeout)
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500))
-}
-
-/// The URL with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-                return "<redis url>".to_owned();
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparseable redis url>".to_owned(),
+/// The text of an `INFO` answer: one node's, or (Cluster, which asks every node) the first
+/// node's.
+fn info_text(value: redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        redis::Value::SimpleString(text) => text,
+        redis::Value::Map(nodes) => nodes
+            .into_iter()
+            .next()
+            .map(|(_, value)| info_text(value))
+            .unwrap_or_default(),
+        _ => String::new(),
     }
 }
+
+/// Whether `err` says the connection broke (so a retry at once, on a remade connection, may
+/// succeed) rather than that Redis answered.
+fn is_broken_connection(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_unrecoverable_error()
+}
+
+pub use crate::revocation::NOT_REPLICATED;
 
 #[cfg(test)]
 mod tests {
@@ -774,15 +889,5 @@ mod tests {
         assert_eq!(durability_warnings(Some("0"), None).len(), 1);
         assert_eq!(durability_warnings(Some("1"), Some("allkeys-lru")).len(), 1);
         assert_eq!(durability_warnings(Some("0"), Some("allkeys-lfu")).len(), 2);
-    }
-
-    #[test]
-    fn location_hides_the_password() {
-        assert_eq!(
-            redact("redis://user:secret@127.0.0.1:6379/0"),
-            "redis://user:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "<unparseable redis url>");
     }
 }

@@ -134,12 +134,14 @@ return purge(rev, exp, idx, ARGV[1], tonumber(ARGV[2]))
 });
 
 /// Reads the feed's state. KEYS: epoch, feed. Returns `{epoch or '', exists (0/1),
-/// last-generated-id, max-deleted-entry-id, entries-added, length}` (Redis 7.0 and later).
+/// last-generated-id, max-deleted-entry-id, entries-added, length, master_replid}` (Redis 7.0
+/// and later); the replication id changes when another node becomes the master.
 const FEED_STATE_BODY: &str = r#"
 local epoch = redis.call('GET', KEYS[1]) or ''
-if redis.call('EXISTS', KEYS[2]) == 0 then return {epoch, 0, '0-0', '0-0', 0, 0} end
+local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or ''
+if redis.call('EXISTS', KEYS[2]) == 0 then return {epoch, 0, '0-0', '0-0', 0, 0, replid} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
-local state = {epoch, 1, '0-0', '0-0', -1, -1}
+local state = {epoch, 1, '0-0', '0-0', -1, -1, replid}
 for i = 1, #info - 1, 2 do
   local name = info[i]
   if name == 'last-generated-id' then state[3] = info[i + 1] end
