@@ -66,6 +66,9 @@ pub enum ServerError {
     /// The metrics endpoint failed.
     #[error("metrics endpoint error: {0}")]
     Metrics(std::io::Error),
+    /// A Shared Signals stream could not be set up.
+    #[error("cannot set up a shared signals stream: {0}")]
+    Ssf(#[from] crate::ssf::setup::SetupError),
 }
 
 /// The two bound listeners.
@@ -272,11 +275,14 @@ pub async fn run(
             Arc::clone(&revoker),
         ))
     };
+    let ssf_metrics = crate::ssf::metrics::SsfMetrics::register(&mut registry);
+    let receiver = crate::ssf::setup::build(&config.ssf, Arc::clone(&revoker), ssf_metrics).await?;
     let admin_http = admin_http::router(
         Arc::clone(&revoker),
         config.admin.clone(),
         config.backchannel_audiences.clone(),
-    );
+    )
+    .merge(crate::admin::ssf_push::router(Arc::new(receiver)));
     let admin = AdminService::new(revoker).svc(config.admin.clone());
     let admin_rpcs = AdminRpcLayer::register(&mut registry);
     let reflection = tonic_reflection::server::Builder::configure()

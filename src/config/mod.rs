@@ -1,6 +1,10 @@
 //! Configuration: the TOML file plus overrides from flags and environment, validated up front
 //! into a typed [`Config`]. Every error names the key at fault.
 
+pub mod ssf;
+
+pub use ssf::{SsfConfig, StreamConfig};
+
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +80,8 @@ struct RawConfig {
     logout_routes: Vec<RawLogoutRoute>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    ssf: ssf::RawSsf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +234,8 @@ pub struct Config {
     pub logout_routes: Vec<LogoutRoute>,
     /// TLS on the gRPC ports.
     pub tls: TlsConfig,
+    /// OpenID Shared Signals streams (`[ssf]`).
+    pub ssf: SsfConfig,
 }
 
 /// What a logout route revokes.
@@ -537,6 +545,7 @@ impl Config {
             issuers.push(issuer);
         }
         let logout_routes = validate_logout_routes(raw.logout_routes, &issuers)?;
+        let ssf = ssf::validate(raw.ssf, &issuers, base)?;
 
         Ok(Self {
             authz_addr,
@@ -556,6 +565,7 @@ impl Config {
             backchannel_audiences,
             logout_routes,
             tls,
+            ssf,
         })
     }
 }

@@ -1,0 +1,444 @@
+//! The `[ssf]` section: OpenID Shared Signals streams (`[[ssf.streams]]`), each naming its
+//! transmitter, the audience its SETs must carry, where the transmitter's keys come from
+//! (given, or discovered through `/.well-known/ssf-configuration`), the push authorization
+//! secret (from a file or an environment variable, never inline), the token issuers it may
+//! revoke for, and its mapping policy.
+
+use super::{ConfigError, IssuerConfig, KeySource, SUPPORTED_ALGORITHMS, invalid, is_hmac};
+use crate::ssf::mapping::{OpaqueMeans, OptIn, Policy};
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `[ssf]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSsf {
+    #[serde(default)]
+    streams: Vec<RawStream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    name: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    delivery: Option<String>,
+    jwks_uri: Option<String>,
+    jwks_file: Option<PathBuf>,
+    jwks: Option<toml::Value>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    hmac_secret_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    jwks_refresh_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    jwks_min_refresh_interval: Option<Duration>,
+    token_issuers: Option<Vec<String>>,
+    authorization_header_file: Option<PathBuf>,
+    authorization_header_env: Option<String>,
+    opaque_means: Option<String>,
+    #[serde(default)]
+    email_is_sub: bool,
+    #[serde(default)]
+    critical_subject_members: Vec<String>,
+    #[serde(default)]
+    opt_in: RawOptIn,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOptIn {
+    #[serde(default)]
+    assurance_decrease: bool,
+    #[serde(default)]
+    device_not_compliant: bool,
+    #[serde(default)]
+    risk_high: bool,
+    #[serde(default)]
+    credential_change_required: bool,
+}
+
+/// How SETs reach jwt-revoker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// RFC 8935: the transmitter POSTs to `/ssf/push/{name}` on the admin port.
+    Push,
+}
+
+/// The `[ssf]` section, validated.
+#[derive(Debug, Clone, Default)]
+pub struct SsfConfig {
+    /// The streams, in configuration order.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// One `[[ssf.streams]]` entry.
+#[derive(Clone)]
+pub struct StreamConfig {
+    /// Its name: the last segment of its push URL and the `stream` metric label.
+    pub name: String,
+    /// The transmitter as a key owner: `issuer` is the SETs' `iss`, `audiences` holds the
+    /// stream's audience, `keys` is [`KeySource::None`] when the keys are to be discovered.
+    pub transmitter: IssuerConfig,
+    /// How SETs arrive.
+    pub delivery: Delivery,
+    /// The secret every push must carry in `authorization` (bare or as `Bearer`).
+    pub push_secret: Option<String>,
+    /// How events map to revocations.
+    pub policy: Policy,
+}
+
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("name", &self.name)
+            .field("transmitter", &self.transmitter)
+            .field("delivery", &self.delivery)
+            .field(
+                "push_secret",
+                &self.push_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Validates `[ssf]`; `issuers` are the configured token issuers.
+pub(super) fn validate(
+    raw: RawSsf,
+    issuers: &[IssuerConfig],
+    base: &Path,
+) -> Result<SsfConfig, ConfigError> {
+    let mut streams: Vec<StreamConfig> = Vec::with_capacity(raw.streams.len());
+    for (index, stream) in raw.streams.into_iter().enumerate() {
+        let stream = validate_stream(index, stream, issuers, base)?;
+        if streams.iter().any(|s| s.name == stream.name) {
+            return Err(invalid(
+                format!("ssf.streams[{index}].name"),
+                format!("stream {:?} is configured twice", stream.name),
+            ));
+        }
+        streams.push(stream);
+    }
+    Ok(SsfConfig { streams })
+}
+
+fn validate_stream(
+    index: usize,
+    raw: RawStream,
+    issuers: &[IssuerConfig],
+    base: &Path,
+) -> Result<StreamConfig, ConfigError> {
+    let key = |field: &str| format!("ssf.streams[{index}].{field}");
+    let name = raw
+        .name
+        .ok_or_else(|| invalid(key("name"), "is required"))?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            key("name"),
+            "must be 1 to 64 letters, digits, - or _ (it is a URL segment and a metric label)",
+        ));
+    }
+    let issuer = raw
+        .issuer
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| invalid(key("issuer"), "is required (the transmitter's issuer URL)"))?;
+    super::validate_jwks_uri(&key("issuer"), &issuer)?;
+    let audience = raw
+        .audience
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| invalid(key("audience"), "is required (the aud its SETs carry)"))?;
+    let delivery = match raw.delivery.as_deref().unwrap_or("push") {
+        "push" => Delivery::Push,
+        other => {
+            return Err(invalid(
+                key("delivery"),
+                format!("{other:?} is not supported (\"push\")"),
+            ));
+        }
+    };
+    let names = if raw.algorithms.is_empty() {
+        vec!["RS256".to_owned()]
+    } else {
+        raw.algorithms
+    };
+    let mut algorithms = Vec::new();
+    for name in &names {
+        let algorithm = SUPPORTED_ALGORITHMS
+            .contains(&name.as_str())
+            .then(|| Algorithm::from_str(name).ok())
+            .flatten()
+            .ok_or_else(|| invalid(key("algorithms"), format!("{name:?} is not supported")))?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    let hmac_secret_file = raw.hmac_secret_file.map(|f| super::resolve(base, f));
+    let wants_hmac = algorithms.iter().any(|a| is_hmac(*a));
+    if wants_hmac != hmac_secret_file.is_some() {
+        return Err(invalid(
+            key("hmac_secret_file"),
+            "HS256/HS384/HS512 need hmac_secret_file, and hmac_secret_file needs an HS algorithm",
+        ));
+    }
+    let given = [
+        raw.jwks_file.is_some(),
+        raw.jwks_uri.is_some(),
+        raw.jwks.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(invalid(
+            key("jwks_uri"),
+            "give only one of jwks_uri, jwks_file, jwks",
+        ));
+    }
+    let keys = if let Some(file) = raw.jwks_file {
+        KeySource::File(super::resolve(base, file))
+    } else if let Some(uri) = raw.jwks_uri {
+        super::validate_jwks_uri(&key("jwks_uri"), &uri)?;
+        KeySource::Uri(uri)
+    } else if let Some(inline) = raw.jwks {
+        KeySource::Inline(super::inline_jwks_json(&key("jwks"), inline)?)
+    } else {
+        // Discovered from the transmitter's metadata at start-up.
+        KeySource::None
+    };
+    let jwks_refresh_interval = raw
+        .jwks_refresh_interval
+        .unwrap_or(Duration::from_secs(300))
+        .max(Duration::from_secs(10));
+    let jwks_min_refresh_interval = raw
+        .jwks_min_refresh_interval
+        .unwrap_or(Duration::from_secs(30))
+        .max(Duration::from_secs(1));
+    let token_issuers = raw.token_issuers.unwrap_or_else(|| vec![issuer.clone()]);
+    if token_issuers.is_empty() {
+        return Err(invalid(
+            key("token_issuers"),
+            "must name at least one issuer",
+        ));
+    }
+    for token_issuer in &token_issuers {
+        if !issuers.iter().any(|i| &i.issuer == token_issuer) {
+            return Err(invalid(
+                key("token_issuers"),
+                format!(
+                    "{token_issuer:?} is not a configured [[issuers]] entry (by default a \
+                     stream revokes for its transmitter's issuer; list the token issuers it \
+                     may revoke for)"
+                ),
+            ));
+        }
+    }
+    let push_secret = match (raw.authorization_header_file, raw.authorization_header_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key("authorization_header_file"),
+                "give authorization_header_file or authorization_header_env, not both",
+            ));
+        }
+        (Some(file), None) => {
+            let file = super::resolve(base, file);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(
+                    key("authorization_header_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            Some(secret(&key("authorization_header_file"), &text)?)
+        }
+        (None, Some(var)) => {
+            let text = std::env::var(&var).map_err(|_| {
+                invalid(
+                    key("authorization_header_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            Some(secret(&key("authorization_header_env"), &text)?)
+        }
+        (None, None) => None,
+    };
+    let opaque_means = match raw.opaque_means.as_deref() {
+        None | Some("by-event") => OpaqueMeans::ByEvent,
+        Some("session") => OpaqueMeans::Sid,
+        Some("subject") => OpaqueMeans::Sub,
+        Some(other) => {
+            return Err(invalid(
+                key("opaque_means"),
+                format!("{other:?} is not one of \"by-event\", \"session\", \"subject\""),
+            ));
+        }
+    };
+    Ok(StreamConfig {
+        name,
+        transmitter: IssuerConfig {
+            issuer,
+            audiences: vec![audience],
+            keys,
+            algorithms,
+            hmac_secret_file,
+            jwks_refresh_interval,
+            jwks_min_refresh_interval,
+        },
+        delivery,
+        push_secret,
+        policy: Policy {
+            token_issuers,
+            opaque_means,
+            email_is_sub: raw.email_is_sub,
+            critical_subject_members: raw.critical_subject_members,
+            opt_in: OptIn {
+                assurance_decrease: raw.opt_in.assurance_decrease,
+                device_not_compliant: raw.opt_in.device_not_compliant,
+                risk_high: raw.opt_in.risk_high,
+                credential_change_required: raw.opt_in.credential_change_required,
+            },
+        },
+    })
+}
+
+/// A push secret: trimmed, a leading `Bearer ` dropped, at least 16 characters.
+fn secret(key: &str, text: &str) -> Result<String, ConfigError> {
+    let text = text.trim();
+    let text = match text.split_at_checked(7) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer ") => rest.trim(),
+        _ => text,
+    };
+    if text.len() < 16 || text.chars().any(char::is_control) {
+        return Err(invalid(
+            key,
+            "the authorization header secret must be at least 16 printable characters",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Overrides};
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[[issuers]]
+issuer = "https://idp.example.com"
+audiences = ["api"]
+jwks = '{"keys": []}'
+algorithms = ["RS256"]
+"#;
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        let overrides = Overrides {
+            admin_token: Some("0123456789abcdef0123".to_owned()),
+            ..Overrides::default()
+        };
+        Config::parse(
+            &format!("{BASE}{extra}"),
+            Path::new("t.toml"),
+            Path::new("/etc/jr"),
+            &overrides,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_stream_with_defaults() {
+        let config = parse(
+            r#"
+[[ssf.streams]]
+name = "idp"
+issuer = "https://idp.example.com"
+audience = "https://revoker.example.com"
+jwks_uri = "https://idp.example.com/ssf/jwks"
+"#,
+        )
+        .expect("valid");
+        let stream = &config.ssf.streams[0];
+        assert_eq!(stream.name, "idp");
+        assert_eq!(stream.policy.token_issuers, ["https://idp.example.com"]);
+        assert_eq!(
+            stream.transmitter.audiences,
+            ["https://revoker.example.com"]
+        );
+        assert_eq!(
+            stream.transmitter.algorithms,
+            [jsonwebtoken::Algorithm::RS256]
+        );
+        assert!(stream.push_secret.is_none());
+        assert!(parse("").expect("no ssf").ssf.streams.is_empty());
+    }
+
+    #[test]
+    fn bad_streams_name_the_key() {
+        let stream = |body: &str| {
+            format!(
+                "[[ssf.streams]]\nname = \"s\"\nissuer = \"https://idp.example.com\"\naudience = \"a\"\n{body}"
+            )
+        };
+        let cases = [
+            (
+                "[[ssf.streams]]\nissuer = \"https://x\"",
+                "ssf.streams[0].name",
+            ),
+            (
+                "[[ssf.streams]]\nname = \"a/b\"\nissuer = \"https://x\"\naudience = \"a\"",
+                "ssf.streams[0].name",
+            ),
+            (
+                "[[ssf.streams]]\nname = \"s\"\nissuer = \"http://idp.example.com\"\naudience = \"a\"",
+                "ssf.streams[0].issuer",
+            ),
+            (
+                &stream("token_issuers = [\"https://other\"]"),
+                "token_issuers",
+            ),
+            (&stream("delivery = \"carrier-pigeon\""), "delivery"),
+            (&stream("algorithms = [\"none\"]"), "algorithms"),
+            (&stream("algorithms = [\"HS256\"]"), "hmac_secret_file"),
+            (&stream("opaque_means = \"device\""), "opaque_means"),
+            (
+                &stream("authorization_header_env = \"JWT_REVOKER_TEST_UNSET_VARIABLE\""),
+                "authorization_header_env",
+            ),
+            (&stream("unknown = 1"), "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let twice = format!("{}\n{}", stream(""), stream(""));
+        assert!(parse(&twice).expect_err("twice").contains("twice"));
+    }
+
+    #[test]
+    fn the_push_secret_is_read_from_a_file_and_never_printed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "Bearer 0123456789abcdef-secret\n").expect("write");
+        let config = parse(&format!(
+            "[[ssf.streams]]\nname = \"s\"\nissuer = \"https://idp.example.com\"\naudience = \"a\"\nauthorization_header_file = {:?}",
+            file.display().to_string()
+        ))
+        .expect("valid");
+        let stream = &config.ssf.streams[0];
+        assert_eq!(
+            stream.push_secret.as_deref(),
+            Some("0123456789abcdef-secret")
+        );
+        assert!(!format!("{stream:?}").contains("0123456789abcdef"));
+        std::fs::write(&file, "short").expect("write");
+        assert!(parse(&format!(
+            "[[ssf.streams]]\nname = \"s\"\nissuer = \"https://idp.example.com\"\naudience = \"a\"\nauthorization_header_file = {:?}",
+            file.display().to_string()
+        ))
+        .is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! OpenID Shared Signals receiver: Security Event Tokens (RFC 8417, SSF 1.0, CAEP 1.0,
+//! RISC 1.0) turned into revocations. The HTTP adapters live elsewhere (push in
+//! `admin::ssf_push`); this module is the pipeline they share.
+//!
+//! - [`secevent`]: parsing a SET from bytes, every rule that needs no key.
+//! - [`subject`]: subject identifiers normalised (RFC 9493, SSF, Google's legacy shapes).
+//! - [`mapping`]: event types → revocations, by the stream's policy.
+//! - [`verify`]: a stream's transmitter keys, issuer and audience.
+//! - [`receiver`]: the pipeline: verify, de-duplicate, map, revoke durably, record status.
+//! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
+//! - [`metrics`]: `jwt_revoker_ssf_sets_total`.
+//! - [`error`]: [`SetError`] and its RFC 8935 error codes.
+
+pub mod error;
+pub mod mapping;
+pub mod metrics;
+pub mod receiver;
+pub mod secevent;
+pub mod setup;
+pub mod subject;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::SetError;
+pub use receiver::{Receipt, ReceiveError, Receiver, Stream, StreamStatus};
