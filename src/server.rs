@@ -283,6 +283,17 @@ pub async fn run(
         config.backchannel_audiences.clone(),
     )
     .merge(crate::admin::ssf_push::router(Arc::new(receiver)));
+    let admin_http = match crate::ssf::setup::build_gtr(
+        &config.ssf,
+        config.admin.clone(),
+        Arc::clone(&revoker),
+        config.leeway,
+    )
+    .await?
+    {
+        Some(gtr) => admin_http.merge(crate::admin::gtr::router(Arc::new(gtr))),
+        None => admin_http,
+    };
     let admin = AdminService::new(revoker).svc(config.admin.clone());
     let admin_rpcs = AdminRpcLayer::register(&mut registry);
     let reflection = tonic_reflection::server::Builder::configure()

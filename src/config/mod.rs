@@ -3,7 +3,7 @@
 
 pub mod ssf;
 
-pub use ssf::{SsfConfig, StreamConfig};
+pub use ssf::{GtrConfig, SsfConfig, StreamConfig};
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;

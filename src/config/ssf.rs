@@ -18,6 +18,32 @@ use std::time::Duration;
 pub(super) struct RawSsf {
     #[serde(default)]
     streams: Vec<RawStream>,
+    global_token_revocation: Option<RawGtr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGtr {
+    token_issuers: Option<Vec<String>>,
+    #[serde(default)]
+    email_is_sub: bool,
+    caller_issuer: Option<String>,
+    caller_audience: Option<String>,
+    caller_jwks_uri: Option<String>,
+    caller_jwks_file: Option<PathBuf>,
+    caller_jwks: Option<toml::Value>,
+    #[serde(default)]
+    caller_algorithms: Vec<String>,
+}
+
+/// `[ssf.global_token_revocation]`: the `POST /global-token-revocation` endpoint.
+#[derive(Debug, Clone)]
+pub struct GtrConfig {
+    /// The token issuers a request revokes the user for, and how subjects map.
+    pub policy: Policy,
+    /// The issuer of caller JWTs (its `audiences` holds the one accepted `aud`), besides the
+    /// admin token.
+    pub caller: Option<IssuerConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +100,8 @@ pub enum Delivery {
 pub struct SsfConfig {
     /// The streams, in configuration order.
     pub streams: Vec<StreamConfig>,
+    /// Global Token Revocation, when configured.
+    pub global_token_revocation: Option<GtrConfig>,
 }
 
 /// One `[[ssf.streams]]` entry.
@@ -124,7 +152,119 @@ pub(super) fn validate(
         }
         streams.push(stream);
     }
-    Ok(SsfConfig { streams })
+    let global_token_revocation = raw
+        .global_token_revocation
+        .map(|gtr| validate_gtr(gtr, issuers, base))
+        .transpose()?;
+    Ok(SsfConfig {
+        streams,
+        global_token_revocation,
+    })
+}
+
+fn validate_gtr(
+    raw: RawGtr,
+    issuers: &[IssuerConfig],
+    base: &Path,
+) -> Result<GtrConfig, ConfigError> {
+    let key = |field: &str| format!("ssf.global_token_revocation.{field}");
+    let token_issuers = raw
+        .token_issuers
+        .filter(|list| !list.is_empty())
+        .ok_or_else(|| invalid(key("token_issuers"), "name the token issuers to revoke for"))?;
+    for token_issuer in &token_issuers {
+        if !issuers.iter().any(|i| &i.issuer == token_issuer) {
+            return Err(invalid(
+                key("token_issuers"),
+                format!("{token_issuer:?} is not a configured [[issuers]] entry"),
+            ));
+        }
+    }
+    let caller = match raw.caller_issuer {
+        None => {
+            if raw.caller_audience.is_some()
+                || raw.caller_jwks_uri.is_some()
+                || raw.caller_jwks_file.is_some()
+                || raw.caller_jwks.is_some()
+            {
+                return Err(invalid(
+                    key("caller_issuer"),
+                    "is required with the other caller_ keys",
+                ));
+            }
+            None
+        }
+        Some(issuer) => {
+            super::validate_jwks_uri(&key("caller_issuer"), &issuer)?;
+            let audience = raw
+                .caller_audience
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| invalid(key("caller_audience"), "is required with caller_issuer"))?;
+            let keys = match (raw.caller_jwks_uri, raw.caller_jwks_file, raw.caller_jwks) {
+                (Some(uri), None, None) => {
+                    super::validate_jwks_uri(&key("caller_jwks_uri"), &uri)?;
+                    KeySource::Uri(uri)
+                }
+                (None, Some(file), None) => KeySource::File(super::resolve(base, file)),
+                (None, None, Some(inline)) => {
+                    KeySource::Inline(super::inline_jwks_json(&key("caller_jwks"), inline)?)
+                }
+                _ => {
+                    return Err(invalid(
+                        key("caller_jwks_uri"),
+                        "give exactly one of caller_jwks_uri, caller_jwks_file, caller_jwks",
+                    ));
+                }
+            };
+            let algorithms = algorithms(&key("caller_algorithms"), raw.caller_algorithms)?;
+            if algorithms.iter().any(|a| is_hmac(*a)) {
+                return Err(invalid(
+                    key("caller_algorithms"),
+                    "HMAC is not supported here",
+                ));
+            }
+            Some(IssuerConfig {
+                issuer,
+                audiences: vec![audience],
+                keys,
+                algorithms,
+                hmac_secret_file: None,
+                jwks_refresh_interval: Duration::from_secs(300),
+                jwks_min_refresh_interval: Duration::from_secs(30),
+            })
+        }
+    };
+    Ok(GtrConfig {
+        policy: Policy {
+            token_issuers,
+            opaque_means: OpaqueMeans::Sub,
+            email_is_sub: raw.email_is_sub,
+            critical_subject_members: Vec::new(),
+            opt_in: OptIn::default(),
+        },
+        caller,
+    })
+}
+
+/// Algorithm names (default RS256) → algorithms, naming `key` when one is not supported.
+fn algorithms(key: &str, names: Vec<String>) -> Result<Vec<Algorithm>, ConfigError> {
+    let names = if names.is_empty() {
+        vec!["RS256".to_owned()]
+    } else {
+        names
+    };
+    let mut algorithms = Vec::new();
+    for name in &names {
+        let algorithm = SUPPORTED_ALGORITHMS
+            .contains(&name.as_str())
+            .then(|| Algorithm::from_str(name).ok())
+            .flatten()
+            .ok_or_else(|| invalid(key, format!("{name:?} is not supported")))?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    Ok(algorithms)
 }
 
 fn validate_stream(
@@ -166,22 +306,7 @@ fn validate_stream(
             ));
         }
     };
-    let names = if raw.algorithms.is_empty() {
-        vec!["RS256".to_owned()]
-    } else {
-        raw.algorithms
-    };
-    let mut algorithms = Vec::new();
-    for name in &names {
-        let algorithm = SUPPORTED_ALGORITHMS
-            .contains(&name.as_str())
-            .then(|| Algorithm::from_str(name).ok())
-            .flatten()
-            .ok_or_else(|| invalid(key("algorithms"), format!("{name:?} is not supported")))?;
-        if !algorithms.contains(&algorithm) {
-            algorithms.push(algorithm);
-        }
-    }
+    let algorithms = algorithms(&key("algorithms"), raw.algorithms)?;
     let hmac_secret_file = raw.hmac_secret_file.map(|f| super::resolve(base, f));
     let wants_hmac = algorithms.iter().any(|a| is_hmac(*a));
     if wants_hmac != hmac_secret_file.is_some() {

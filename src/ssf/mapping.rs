@@ -300,6 +300,18 @@ fn planned(who: Who, policy: &Policy) -> Vec<Planned> {
     }
 }
 
+/// The revocations that revoke a user named by `subject` (Global Token Revocation): `None`
+/// when the subject cannot be mapped onto tokens.
+pub fn user_revocations(
+    subject: &Subject,
+    policy: &Policy,
+) -> Result<Option<Vec<Planned>>, SetError> {
+    Ok(match resolve(subject, Level::User, policy)? {
+        Resolved::Who(who @ Who::User { .. }) => Some(planned(who, policy)),
+        Resolved::Who(_) | Resolved::Unmapped(_) | Resolved::Discard => None,
+    })
+}
+
 /// A string member of the event, compared without case.
 fn member_is(event: &Map<String, Value>, name: &str, wanted: &str) -> bool {
     event

@@ -8,10 +8,12 @@
 //! - [`verify`]: a stream's transmitter keys, issuer and audience.
 //! - [`receiver`]: the pipeline: verify, de-duplicate, map, revoke durably, record status.
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
+//! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`metrics`]: `jwt_revoker_ssf_sets_total`.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
 pub mod error;
+pub mod gtr;
 pub mod mapping;
 pub mod metrics;
 pub mod receiver;

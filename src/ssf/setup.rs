@@ -17,6 +17,37 @@ const MAX_METADATA_BYTES: usize = 64 * 1024;
 /// How long a metadata fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Builds the Global Token Revocation endpoint's logic when `[ssf.global_token_revocation]`
+/// is configured.
+pub async fn build_gtr(
+    config: &SsfConfig,
+    admin: crate::config::AdminAuth,
+    revoker: Arc<Revoker>,
+    leeway: Duration,
+) -> Result<Option<super::gtr::GlobalRevocation>, SetupError> {
+    let Some(gtr) = &config.global_token_revocation else {
+        return Ok(None);
+    };
+    let caller =
+        match &gtr.caller {
+            Some(caller) => Some(super::gtr::CallerVerifier::new(caller).await.map_err(
+                |source| SetupError::Keys {
+                    index: 0,
+                    name: "global_token_revocation".to_owned(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    Ok(Some(super::gtr::GlobalRevocation::new(
+        admin,
+        caller,
+        gtr.policy.clone(),
+        revoker,
+        leeway.as_secs(),
+    )))
+}
+
 /// Why the receiver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

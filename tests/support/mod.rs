@@ -15,6 +15,7 @@ pub mod redis;
 pub mod server;
 pub mod stack;
 pub mod tokens;
+pub mod transmitter;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

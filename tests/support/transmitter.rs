@@ -1,0 +1,143 @@
+//! An OpenID Shared Signals transmitter for the tests: serves its metadata
+//! (`/.well-known/ssf-configuration`) and its JWKS (the fixture keys) on a free loopback
+//! port, mints Security Event Tokens signed with the fixture RSA key (`rsa-1`, `typ:
+//! secevent+jwt`), and pushes them (RFC 8935) as a transmitter would.
+
+use super::http::{Request, Response};
+use super::{fixture, ports::free_port, tokens};
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::{Value, json};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The CAEP session-revoked event type.
+pub const SESSION_REVOKED: &str =
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+/// The RISC account-disabled event type.
+pub const ACCOUNT_DISABLED: &str =
+    "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+
+/// A running test transmitter; stops on drop.
+pub struct Transmitter {
+    port: u16,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Transmitter {
+    /// Starts the metadata and JWKS endpoints on a free port.
+    pub fn start() -> Self {
+        let port = free_port();
+        let issuer = format!("http://127.0.0.1:{port}");
+        let jwks: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("jwks.json")).expect("read the fixture JWKS"),
+        )
+        .expect("the fixture JWKS is JSON");
+        let metadata = json!({
+            "spec_version": "1_0",
+            "issuer": issuer,
+            "jwks_uri": format!("{issuer}/jwks"),
+            "delivery_methods_supported": ["urn:ietf:rfc:8935", "urn:ietf:rfc:8936"],
+            "configuration_endpoint": format!("{issuer}/ssf/streams"),
+            "status_endpoint": format!("{issuer}/ssf/status"),
+            "verification_endpoint": format!("{issuer}/ssf/verify"),
+            "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("transmitter runtime");
+            runtime.block_on(async move {
+                let app = axum::Router::new()
+                    .route(
+                        "/.well-known/ssf-configuration",
+                        axum::routing::get(move || {
+                            let metadata = metadata.clone();
+                            async move { axum::Json(metadata) }
+                        }),
+                    )
+                    .route(
+                        "/jwks",
+                        axum::routing::get(move || {
+                            let jwks = jwks.clone();
+                            async move { axum::Json(jwks) }
+                        }),
+                    );
+                let listener =
+                    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                        .await
+                        .expect("bind the transmitter's port");
+                let _ = ready_tx.send(());
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the transmitter started");
+        Self {
+            port,
+            _stop: stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Its issuer URL, `http://127.0.0.1:<port>`.
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A SET of `event_type` about `sub_id`, for `audience`, with a fresh `jti`; `event`
+    /// is the event's payload.
+    pub fn set(&self, audience: &str, event_type: &str, sub_id: Value, event: Value) -> String {
+        let claims = json!({
+            "iss": self.issuer(),
+            "aud": audience,
+            "iat": tokens::now(),
+            "jti": tokens::unique_jti(),
+            "txn": "txn-1",
+            "sub_id": sub_id,
+            "events": {event_type: event},
+        });
+        self.sign(&claims)
+    }
+
+    /// Signs any claims as a SET (RS256, kid `rsa-1`, `typ: secevent+jwt`).
+    pub fn sign(&self, claims: &Value) -> String {
+        let (key, kid) = tokens::fixture_key(Algorithm::RS256);
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        header.typ = Some("secevent+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &key).expect("sign a SET")
+    }
+}
+
+impl Drop for Transmitter {
+    fn drop(&mut self) {
+        // Dropping `_stop` ends the server; the thread then returns.
+        let (stop, _) = tokio::sync::oneshot::channel();
+        drop(std::mem::replace(&mut self._stop, stop));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Pushes `set` (RFC 8935) to `path` on the admin port `port`, with `authorization` when
+/// given, and returns the answer.
+pub fn push(port: u16, path: &str, set: &str, authorization: Option<&str>) -> Response {
+    let mut request = Request::new("POST", path)
+        .header("content-type", "application/secevent+jwt")
+        .header("accept", "application/json")
+        .body(set.as_bytes().to_vec());
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    request.send(port)
+}
