@@ -276,13 +276,15 @@ pub async fn run(
         ))
     };
     let ssf_metrics = crate::ssf::metrics::SsfMetrics::register(&mut registry);
-    let receiver = crate::ssf::setup::build(&config.ssf, Arc::clone(&revoker), ssf_metrics).await?;
+    let receiver =
+        Arc::new(crate::ssf::setup::build(&config.ssf, Arc::clone(&revoker), ssf_metrics).await?);
+    let pollers = crate::ssf::setup::spawn_pollers(&config.ssf, &receiver, &stop_rx);
     let admin_http = admin_http::router(
         Arc::clone(&revoker),
         config.admin.clone(),
         config.backchannel_audiences.clone(),
     )
-    .merge(crate::admin::ssf_push::router(Arc::new(receiver)));
+    .merge(crate::admin::ssf_push::router(Arc::clone(&receiver)));
     let admin_http = match crate::ssf::setup::build_gtr(
         &config.ssf,
         config.admin.clone(),
@@ -378,6 +380,9 @@ pub async fn run(
     };
     stop_tx.send_replace(true);
     let _ = follower.await;
+    for poller in pollers {
+        let _ = poller.await;
+    }
     let _ = health_watch.0.await;
     health_watch.1.abort();
     result?;

@@ -73,6 +73,11 @@ struct RawStream {
     critical_subject_members: Vec<String>,
     #[serde(default)]
     opt_in: RawOptIn,
+    poll_endpoint: Option<String>,
+    poll_token_file: Option<PathBuf>,
+    poll_token_env: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    long_poll: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,10 +94,36 @@ struct RawOptIn {
 }
 
 /// How SETs reach jwt-revoker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// RFC 8935: the transmitter POSTs to `/ssf/push/{name}` on the admin port.
     Push,
+    /// RFC 8936: jwt-revoker polls the transmitter.
+    Poll {
+        /// The transmitter's poll endpoint.
+        endpoint: String,
+        /// The bearer token sent with each poll.
+        bearer: String,
+        /// How long the transmitter may hold a long poll.
+        long_poll: Duration,
+    },
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Push => f.write_str("Push"),
+            Self::Poll {
+                endpoint,
+                long_poll,
+                ..
+            } => f
+                .debug_struct("Poll")
+                .field("endpoint", endpoint)
+                .field("long_poll", long_poll)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// The `[ssf]` section, validated.
@@ -298,11 +329,50 @@ fn validate_stream(
         .filter(|a| !a.is_empty())
         .ok_or_else(|| invalid(key("audience"), "is required (the aud its SETs carry)"))?;
     let delivery = match raw.delivery.as_deref().unwrap_or("push") {
-        "push" => Delivery::Push,
+        "push" => {
+            if raw.poll_endpoint.is_some()
+                || raw.poll_token_file.is_some()
+                || raw.poll_token_env.is_some()
+            {
+                return Err(invalid(
+                    key("poll_endpoint"),
+                    "only applies with delivery = \"poll\"",
+                ));
+            }
+            Delivery::Push
+        }
+        "poll" => {
+            let endpoint = raw.poll_endpoint.ok_or_else(|| {
+                invalid(key("poll_endpoint"), "is required with delivery = \"poll\"")
+            })?;
+            super::validate_jwks_uri(&key("poll_endpoint"), &endpoint)?;
+            let bearer = credential(
+                &key("poll_token_file"),
+                &key("poll_token_env"),
+                raw.poll_token_file,
+                raw.poll_token_env,
+                base,
+            )?
+            .ok_or_else(|| {
+                invalid(
+                    key("poll_token_file"),
+                    "poll_token_file or poll_token_env is required",
+                )
+            })?;
+            let long_poll = raw.long_poll.unwrap_or(Duration::from_secs(30));
+            if long_poll > Duration::from_secs(300) {
+                return Err(invalid(key("long_poll"), "must be at most 5m"));
+            }
+            Delivery::Poll {
+                endpoint,
+                bearer,
+                long_poll,
+            }
+        }
         other => {
             return Err(invalid(
                 key("delivery"),
-                format!("{other:?} is not supported (\"push\")"),
+                format!("{other:?} is not one of \"push\", \"poll\""),
             ));
         }
     };
@@ -364,34 +434,13 @@ fn validate_stream(
             ));
         }
     }
-    let push_secret = match (raw.authorization_header_file, raw.authorization_header_env) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                key("authorization_header_file"),
-                "give authorization_header_file or authorization_header_env, not both",
-            ));
-        }
-        (Some(file), None) => {
-            let file = super::resolve(base, file);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                invalid(
-                    key("authorization_header_file"),
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            Some(secret(&key("authorization_header_file"), &text)?)
-        }
-        (None, Some(var)) => {
-            let text = std::env::var(&var).map_err(|_| {
-                invalid(
-                    key("authorization_header_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?;
-            Some(secret(&key("authorization_header_env"), &text)?)
-        }
-        (None, None) => None,
-    };
+    let push_secret = credential(
+        &key("authorization_header_file"),
+        &key("authorization_header_env"),
+        raw.authorization_header_file,
+        raw.authorization_header_env,
+        base,
+    )?;
     let opaque_means = match raw.opaque_means.as_deref() {
         None | Some("by-event") => OpaqueMeans::ByEvent,
         Some("session") => OpaqueMeans::Sid,
@@ -429,6 +478,34 @@ fn validate_stream(
             },
         },
     })
+}
+
+/// A secret from a file or an environment variable (at most one of them), see [`secret`].
+fn credential(
+    file_key: &str,
+    env_key: &str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    base: &Path,
+) -> Result<Option<String>, ConfigError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(invalid(
+            file_key,
+            format!("give {file_key} or {env_key}, not both"),
+        )),
+        (Some(file), None) => {
+            let file = super::resolve(base, file);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", file.display())))?;
+            Ok(Some(secret(file_key, &text)?))
+        }
+        (None, Some(var)) => {
+            let text = std::env::var(&var)
+                .map_err(|_| invalid(env_key, format!("environment variable {var} is not set")))?;
+            Ok(Some(secret(env_key, &text)?))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// A push secret: trimmed, a leading `Bearer ` dropped, at least 16 characters.

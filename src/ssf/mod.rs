@@ -9,6 +9,7 @@
 //! - [`receiver`]: the pipeline: verify, de-duplicate, map, revoke durably, record status.
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
+//! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
 //! - [`metrics`]: `jwt_revoker_ssf_sets_total`.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod gtr;
 pub mod mapping;
 pub mod metrics;
+pub mod poll;
 pub mod receiver;
 pub mod secevent;
 pub mod setup;

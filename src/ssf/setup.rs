@@ -48,6 +48,35 @@ pub async fn build_gtr(
     )))
 }
 
+/// Starts a poller for every stream delivered by poll; they stop when `stop` turns true.
+pub fn spawn_pollers(
+    config: &SsfConfig,
+    receiver: &Arc<Receiver>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    config
+        .streams
+        .iter()
+        .filter_map(|stream| match &stream.delivery {
+            crate::config::ssf::Delivery::Poll {
+                endpoint,
+                bearer,
+                long_poll,
+            } => Some(tokio::spawn(super::poll::run(
+                Arc::clone(receiver),
+                super::poll::PollSettings {
+                    stream: stream.name.clone(),
+                    endpoint: endpoint.clone(),
+                    bearer: bearer.clone(),
+                    long_poll: *long_poll,
+                },
+                stop.clone(),
+            ))),
+            crate::config::ssf::Delivery::Push => None,
+        })
+        .collect()
+}
+
 /// Why the receiver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -1,14 +1,35 @@
 //! An OpenID Shared Signals transmitter for the tests: serves its metadata
 //! (`/.well-known/ssf-configuration`) and its JWKS (the fixture keys) on a free loopback
 //! port, mints Security Event Tokens signed with the fixture RSA key (`rsa-1`, `typ:
-//! secevent+jwt`), and pushes them (RFC 8935) as a transmitter would.
+//! secevent+jwt`), and pushes them (RFC 8935) as a transmitter would, or queues them for
+//! its RFC 8936 poll endpoint (`POST /ssf/poll`, bearer [`POLL_TOKEN`]: long poll up to a
+//! second, `ack` removes a SET, `setErrs` records a refusal, unacknowledged SETs are
+//! delivered again on the next poll).
 
 use super::http::{Request, Response};
 use super::{fixture, ports::free_port, tokens};
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The bearer token the poll endpoint requires.
+pub const POLL_TOKEN: &str = "poll-token-0123456789abcdef";
+
+/// The poll endpoint's state.
+#[derive(Debug, Default)]
+pub struct PollQueue {
+    /// SETs not yet acknowledged, by `jti`.
+    pub pending: BTreeMap<String, String>,
+    /// Acknowledged `jti`s, in order.
+    pub acked: Vec<String>,
+    /// `setErrs` received, by `jti`.
+    pub errors: BTreeMap<String, Value>,
+    /// Polls answered.
+    pub polls: u64,
+}
 
 /// The CAEP session-revoked event type.
 pub const SESSION_REVOKED: &str =
@@ -20,6 +41,8 @@ pub const ACCOUNT_DISABLED: &str =
 /// A running test transmitter; stops on drop.
 pub struct Transmitter {
     port: u16,
+    queue: Arc<Mutex<PollQueue>>,
+    wake: Arc<tokio::sync::Notify>,
     _stop: tokio::sync::oneshot::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,6 +66,9 @@ impl Transmitter {
             "verification_endpoint": format!("{issuer}/ssf/verify"),
             "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
         });
+        let queue = Arc::new(Mutex::new(PollQueue::default()));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (poll_queue, poll_wake) = (Arc::clone(&queue), Arc::clone(&wake));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -57,6 +83,17 @@ impl Transmitter {
                         axum::routing::get(move || {
                             let metadata = metadata.clone();
                             async move { axum::Json(metadata) }
+                        }),
+                    )
+                    .route(
+                        "/ssf/poll",
+                        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                            poll(
+                                Arc::clone(&poll_queue),
+                                Arc::clone(&poll_wake),
+                                headers,
+                                body,
+                            )
                         }),
                     )
                     .route(
@@ -83,6 +120,8 @@ impl Transmitter {
             .expect("the transmitter started");
         Self {
             port,
+            queue,
+            wake,
             _stop: stop,
             thread: Some(thread),
         }
@@ -108,6 +147,34 @@ impl Transmitter {
         self.sign(&claims)
     }
 
+    /// The poll endpoint's URL.
+    pub fn poll_endpoint(&self) -> String {
+        format!("{}/ssf/poll", self.issuer())
+    }
+
+    /// Queues `set` for the poll endpoint; returns its `jti`.
+    pub fn queue(&self, set: &str) -> String {
+        use base64::Engine as _;
+        let payload = set.split('.').nth(1).expect("a compact SET");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        let claims: Value = serde_json::from_slice(&payload).expect("JSON claims");
+        let jti = claims["jti"].as_str().expect("a jti").to_owned();
+        self.queue
+            .lock()
+            .expect("queue")
+            .pending
+            .insert(jti.clone(), set.to_owned());
+        self.wake.notify_waiters();
+        jti
+    }
+
+    /// Reads the poll endpoint's state.
+    pub fn polled<T>(&self, read: impl FnOnce(&PollQueue) -> T) -> T {
+        read(&self.queue.lock().expect("queue"))
+    }
+
     /// Signs any claims as a SET (RS256, kid `rsa-1`, `typ: secevent+jwt`).
     pub fn sign(&self, claims: &Value) -> String {
         let (key, kid) = tokens::fixture_key(Algorithm::RS256);
@@ -127,6 +194,56 @@ impl Drop for Transmitter {
             let _ = thread.join();
         }
     }
+}
+
+/// The RFC 8936 poll endpoint.
+async fn poll(
+    queue: Arc<Mutex<PollQueue>>,
+    wake: Arc<tokio::sync::Notify>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {POLL_TOKEN}"));
+    if !authorized {
+        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+    }
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return (axum::http::StatusCode::BAD_REQUEST, String::new());
+    };
+    {
+        let mut queue = queue.lock().expect("queue");
+        for jti in request["ack"].as_array().into_iter().flatten() {
+            if let Some(jti) = jti.as_str() {
+                queue.pending.remove(jti);
+                queue.acked.push(jti.to_owned());
+            }
+        }
+        for (jti, error) in request["setErrs"].as_object().into_iter().flatten() {
+            queue.pending.remove(jti);
+            queue.errors.insert(jti.clone(), error.clone());
+        }
+    }
+    let wait = !request["returnImmediately"].as_bool().unwrap_or(false);
+    let max = request["maxEvents"].as_u64().unwrap_or(10) as usize;
+    if wait && queue.lock().expect("queue").pending.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+    }
+    let mut queue = queue.lock().expect("queue");
+    queue.polls += 1;
+    let sets: serde_json::Map<String, Value> = queue
+        .pending
+        .iter()
+        .take(max)
+        .map(|(jti, set)| (jti.clone(), json!(set)))
+        .collect();
+    let more = queue.pending.len() > max;
+    (
+        axum::http::StatusCode::OK,
+        json!({"sets": sets, "moreAvailable": more}).to_string(),
+    )
 }
 
 /// Pushes `set` (RFC 8935) to `path` on the admin port `port`, with `authorization` when
