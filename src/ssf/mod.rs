@@ -10,7 +10,7 @@
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
-//! - [`metrics`]: `jwt_revoker_ssf_sets_total`.
+//! - [`metrics`]: the `jwt_revoker_ssf_sets_total` counter.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
 pub mod error;

@@ -75,7 +75,7 @@ impl StreamVerifier {
                 TokenError::KeyTypeMismatch => SetError::Key("the key does not fit alg"),
                 _ => SetError::Key("bad signature"),
             })?;
-        if !parsed.claims.aud.iter().any(|aud| *aud == self.audience) {
+        if !parsed.claims.aud.contains(&self.audience) {
             return Err(SetError::WrongAudience);
         }
         Ok(parsed.claims)

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod envoy;
 pub mod http;
+pub mod oidc;
 pub mod ports;
 pub mod redis;
 pub mod server;
