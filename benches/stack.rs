@@ -1033,7 +1033,10 @@ fn push_propagation(bins: &Bins) -> Result<String> {
             }
             let request = support::check_request(token);
             for checker in &mut checkers {
-                ensure!(allowed(checker, &request).await?, "a fresh token was denied");
+                ensure!(
+                    allowed(checker, &request).await?,
+                    "a fresh token was denied"
+                );
             }
             let claims = serde_json::json!({
                 "iss": TRANSMITTER, "aud": "bench", "iat": support::unix_now(),
@@ -1051,7 +1054,11 @@ fn push_propagation(bins: &Bins) -> Result<String> {
                 .body(set)
                 .send()
                 .await?;
-            ensure!(answer.status().as_u16() == 202, "push answered {}", answer.status());
+            ensure!(
+                answer.status().as_u16() == 202,
+                "push answered {}",
+                answer.status()
+            );
             let mut pending: Vec<usize> = (0..checkers.len()).collect();
             while !pending.is_empty() {
                 ensure!(

@@ -278,7 +278,13 @@ pub async fn run(
     let ssf_metrics = crate::ssf::metrics::SsfMetrics::register(&mut registry);
     let receiver =
         Arc::new(crate::ssf::setup::build(&config.ssf, Arc::clone(&revoker), ssf_metrics).await?);
-    let pollers = crate::ssf::setup::spawn_pollers(&config.ssf, &receiver, &stop_rx);
+    crate::ssf::metrics::StreamCollector::register(Arc::clone(&receiver), &mut registry);
+    let mut pollers = crate::ssf::setup::spawn_pollers(&config.ssf, &receiver, &stop_rx);
+    pollers.extend(crate::ssf::setup::spawn_management(
+        &config.ssf,
+        &receiver,
+        &stop_rx,
+    ));
     let admin_http = admin_http::router(
         Arc::clone(&revoker),
         config.admin.clone(),

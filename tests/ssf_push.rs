@@ -13,7 +13,9 @@ use support::http;
 use support::redis::RedisProcess;
 use support::server::ServerProcess;
 use support::tokens;
-use support::transmitter::{ACCOUNT_DISABLED, SESSION_REVOKED, Transmitter, push};
+use support::transmitter::{
+    ACCOUNT_DISABLED, MANAGEMENT_TOKEN, SESSION_REVOKED, Transmitter, push,
+};
 use support::wait_until;
 
 const AUDIENCE: &str = "https://revoker.test/ssf";
@@ -112,6 +114,28 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
         metrics.contains(
             r#"jwt_revoker_ssf_sets_total{stream="idp",event="caep_session_revoked",outcome="duplicate"} 1"#
         ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"jwt_revoker_ssf_stream_last_set_timestamp_seconds{stream="idp"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"jwt_revoker_ssf_stream_status{stream="idp",status="unknown"} 1"#),
+        "{metrics}"
+    );
+
+    // The transmitter disables the stream: recorded, and visible in the metrics.
+    let disabled = transmitter.set(
+        AUDIENCE,
+        "https://schemas.openid.net/secevent/ssf/event-type/stream-updated",
+        json!({"format": "opaque", "id": "stream-1"}),
+        json!({"status": "disabled", "reason": "maintenance"}),
+    );
+    assert_eq!(push(a.admin_port(), PUSH, &disabled, bearer()).status, 202);
+    let metrics = http::get(a.metrics_port(), "/metrics").text();
+    assert!(
+        metrics.contains(r#"jwt_revoker_ssf_stream_status{stream="idp",status="disabled"} 1"#),
         "{metrics}"
     );
 }
@@ -214,4 +238,68 @@ fn a_store_outage_answers_503_and_the_redelivered_set_is_recorded() {
     });
     let mut check_b = CheckClient::connect(b.authz_port());
     wait_for(&mut check_b, &dave, Outcome::Denied(401));
+}
+
+#[test]
+fn the_stream_is_created_at_the_transmitter_and_verified() {
+    let transmitter = Transmitter::start();
+    let admin_port = support::ports::free_port();
+    let push_url = format!("http://127.0.0.1:{admin_port}{PUSH}");
+    let server = ServerProcess::builder()
+        .admin_port(admin_port)
+        .env("TEST_SSF_PUSH_SECRET", SECRET)
+        .env("TEST_SSF_MANAGEMENT_TOKEN", MANAGEMENT_TOKEN)
+        .extra_toml(&format!(
+            r#"
+[[ssf.streams]]
+name = "idp"
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+token_issuers = ["{token_issuer}"]
+authorization_header_env = "TEST_SSF_PUSH_SECRET"
+management_token_env = "TEST_SSF_MANAGEMENT_TOKEN"
+push_url = "{push_url}"
+"#,
+            issuer = transmitter.issuer(),
+            token_issuer = tokens::ISSUER,
+        ))
+        .start();
+    // Created with its push delivery and the events it maps; then the verification event
+    // the transmitter sends (with the requested state) is accepted.
+    let stream = wait_until("the stream is created", PROPAGATION, |_| {
+        transmitter.polled(|queue| queue.stream.clone())
+    });
+    assert_eq!(stream["delivery"]["method"], "urn:ietf:rfc:8935");
+    assert_eq!(stream["delivery"]["endpoint_url"], push_url.as_str());
+    assert_eq!(
+        stream["delivery"]["authorization_header"],
+        format!("Bearer {SECRET}").as_str()
+    );
+    assert!(
+        stream["events_requested"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e == SESSION_REVOKED))
+    );
+    wait_until("the verification is accepted", PROPAGATION, |last| {
+        let metrics = http::get(server.metrics_port(), "/metrics").text();
+        *last = metrics.clone();
+        metrics
+            .contains(r#"jwt_revoker_ssf_sets_total{stream="idp",event="verification",outcome="verified"} 1"#)
+            .then_some(())
+    });
+    let metrics = http::get(server.metrics_port(), "/metrics").text();
+    assert!(
+        metrics.contains(
+            r#"jwt_revoker_ssf_stream_last_verification_timestamp_seconds{stream="idp"}"#
+        ),
+        "{metrics}"
+    );
+    let calls: Vec<String> = transmitter.polled(|queue| {
+        queue
+            .management_calls
+            .iter()
+            .map(|(method, _)| method.clone())
+            .collect()
+    });
+    assert_eq!(calls, ["GET", "POST"]);
 }

@@ -73,6 +73,9 @@ struct RawStream {
     critical_subject_members: Vec<String>,
     #[serde(default)]
     opt_in: RawOptIn,
+    management_token_file: Option<PathBuf>,
+    management_token_env: Option<String>,
+    push_url: Option<String>,
     poll_endpoint: Option<String>,
     poll_token_file: Option<PathBuf>,
     poll_token_env: Option<String>,
@@ -149,6 +152,26 @@ pub struct StreamConfig {
     pub push_secret: Option<String>,
     /// How events map to revocations.
     pub policy: Policy,
+    /// Stream management at the transmitter, when credentials are given.
+    pub management: Option<Management>,
+}
+
+/// Stream management credentials and the receiver's public push URL.
+#[derive(Clone)]
+pub struct Management {
+    /// The bearer token for the transmitter's stream management API.
+    pub bearer: String,
+    /// The URL the transmitter pushes to (`…/ssf/push/{name}` as reachable from it); unused
+    /// with poll delivery.
+    pub push_url: String,
+}
+
+impl std::fmt::Debug for Management {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Management")
+            .field("push_url", &self.push_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -441,6 +464,31 @@ fn validate_stream(
         raw.authorization_header_env,
         base,
     )?;
+    let management = credential(
+        &key("management_token_file"),
+        &key("management_token_env"),
+        raw.management_token_file,
+        raw.management_token_env,
+        base,
+    )?
+    .map(|bearer| {
+        let push_url = match (&delivery, raw.push_url) {
+            (Delivery::Push, Some(url)) => {
+                super::validate_jwks_uri(&key("push_url"), &url)?;
+                url
+            }
+            (Delivery::Push, None) => {
+                return Err(invalid(
+                    key("push_url"),
+                    "is required with management credentials and push delivery (the URL \
+                     the transmitter pushes to)",
+                ));
+            }
+            (Delivery::Poll { .. }, _) => String::new(),
+        };
+        Ok(Management { bearer, push_url })
+    })
+    .transpose()?;
     let opaque_means = match raw.opaque_means.as_deref() {
         None | Some("by-event") => OpaqueMeans::ByEvent,
         Some("session") => OpaqueMeans::Sid,
@@ -465,6 +513,7 @@ fn validate_stream(
         },
         delivery,
         push_secret,
+        management,
         policy: Policy {
             token_issuers,
             opaque_means,

@@ -10,11 +10,13 @@
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
+//! - [`management`]: creating or updating the stream at the transmitter, verification.
 //! - [`metrics`]: the `jwt_revoker_ssf_sets_total` counter.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
 pub mod error;
 pub mod gtr;
+pub mod management;
 pub mod mapping;
 pub mod metrics;
 pub mod poll;

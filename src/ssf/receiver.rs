@@ -33,6 +33,8 @@ pub struct StreamStatus {
     pub last_verification_at: Option<u64>,
     /// SETs accepted since start.
     pub accepted: u64,
+    /// The stream's id at the transmitter, once stream management has configured it.
+    pub stream_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +91,11 @@ impl Stream {
     /// Its status.
     pub fn status(&self) -> StreamStatus {
         self.state().status.clone()
+    }
+
+    /// Records the stream's id at the transmitter.
+    pub fn set_stream_id(&self, stream_id: String) {
+        self.state().status.stream_id = Some(stream_id);
     }
 
     /// Records the `state` of a verification this receiver requested.

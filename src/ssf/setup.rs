@@ -77,6 +77,54 @@ pub fn spawn_pollers(
         .collect()
 }
 
+/// Starts the stream management of every stream given management credentials; each task
+/// ends once its stream is configured, or when `stop` turns true.
+pub fn spawn_management(
+    config: &SsfConfig,
+    receiver: &Arc<Receiver>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    config
+        .streams
+        .iter()
+        .filter_map(|stream| {
+            let management = stream.management.as_ref()?;
+            let delivery = match &stream.delivery {
+                crate::config::ssf::Delivery::Push => {
+                    let mut delivery = serde_json::json!({
+                        "method": "urn:ietf:rfc:8935",
+                        "endpoint_url": management.push_url,
+                    });
+                    if let Some(secret) = &stream.push_secret {
+                        delivery["authorization_header"] =
+                            serde_json::json!(format!("Bearer {secret}"));
+                    }
+                    delivery
+                }
+                crate::config::ssf::Delivery::Poll { endpoint, .. } => {
+                    serde_json::json!({"method": "urn:ietf:rfc:8936", "endpoint_url": endpoint})
+                }
+            };
+            let target = Arc::clone(receiver.stream(&stream.name)?);
+            Some(tokio::spawn(super::management::run(
+                target,
+                super::management::ManagementSettings {
+                    issuer: stream.transmitter.issuer.clone(),
+                    audience: stream
+                        .transmitter
+                        .audiences
+                        .first()
+                        .cloned()
+                        .unwrap_or_default(),
+                    bearer: management.bearer.clone(),
+                    delivery,
+                },
+                stop.clone(),
+            )))
+        })
+        .collect()
+}
+
 /// Why the receiver could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -120,6 +168,28 @@ pub fn metadata_urls(issuer: &str) -> Vec<String> {
 /// Reads the transmitter's metadata and returns its `jwks_uri`; the metadata's `issuer` must
 /// be the configured one.
 pub async fn discover_jwks_uri(issuer: &str) -> Result<String, (String, String)> {
+    let metadata = discover(issuer).await?;
+    let url = metadata_urls(issuer).into_iter().next().unwrap_or_default();
+    let Some(jwks_uri) = metadata.get("jwks_uri").and_then(Value::as_str) else {
+        return Err((url, "no jwks_uri".to_owned()));
+    };
+    let parsed = url::Url::parse(jwks_uri).map_err(|e| (url.clone(), e.to_string()))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err((url, "jwks_uri must be https".to_owned()));
+    }
+    Ok(jwks_uri.to_owned())
+}
+
+/// Reads the transmitter's metadata (SSF's, else RISC's well-known document); its `issuer`
+/// must be the configured one.
+pub async fn discover(issuer: &str) -> Result<Value, (String, String)> {
     let client = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -153,21 +223,7 @@ pub async fn discover_jwks_uri(issuer: &str) -> Result<String, (String, String)>
         if metadata.get("issuer").and_then(Value::as_str) != Some(issuer) {
             return Err((url, "its issuer is not the configured issuer".to_owned()));
         }
-        let Some(jwks_uri) = metadata.get("jwks_uri").and_then(Value::as_str) else {
-            return Err((url, "no jwks_uri".to_owned()));
-        };
-        let parsed = url::Url::parse(jwks_uri).map_err(|e| (url.clone(), e.to_string()))?;
-        let loopback = parsed.host_str().is_some_and(|host| {
-            host == "localhost"
-                || host
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-            return Err((url, "jwks_uri must be https".to_owned()));
-        }
-        return Ok(jwks_uri.to_owned());
+        return Ok(metadata);
     }
     Err(last)
 }

@@ -46,6 +46,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     log_level: String,
     require_serving: bool,
+    admin_port: Option<u16>,
 }
 
 impl Default for ServerBuilder {
@@ -57,6 +58,7 @@ impl Default for ServerBuilder {
             env: Vec::new(),
             log_level: "info,jwt_revoker=debug".to_owned(),
             require_serving: true,
+            admin_port: None,
         }
     }
 }
@@ -92,6 +94,13 @@ impl ServerBuilder {
     /// Sets an environment variable for the server process.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Listens for the admin API on this port (e.g. one already written into `extra_toml`,
+    /// as a URL the server must know), instead of a free one picked at start.
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = Some(port);
         self
     }
 
@@ -133,7 +142,7 @@ impl ServerBuilder {
         loop {
             attempt += 1;
             server.authz_port = free_port();
-            server.admin_port = free_port();
+            server.admin_port = self.admin_port.unwrap_or_else(free_port);
             server.metrics_port = free_port();
             // The metrics port goes first, so that an `extra_toml` can still replace it.
             let mut builder = self.clone();

@@ -15,6 +15,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The bearer token the stream management endpoints require.
+pub const MANAGEMENT_TOKEN: &str = "management-token-0123456789abcdef";
+
 /// The bearer token the poll endpoint requires.
 pub const POLL_TOKEN: &str = "poll-token-0123456789abcdef";
 
@@ -29,6 +32,10 @@ pub struct PollQueue {
     pub errors: BTreeMap<String, Value>,
     /// Polls answered.
     pub polls: u64,
+    /// The stream configuration, once a receiver created it.
+    pub stream: Option<Value>,
+    /// Stream management calls received: method and body.
+    pub management_calls: Vec<(String, Value)>,
 }
 
 /// The CAEP session-revoked event type.
@@ -69,6 +76,8 @@ impl Transmitter {
         let queue = Arc::new(Mutex::new(PollQueue::default()));
         let wake = Arc::new(tokio::sync::Notify::new());
         let (poll_queue, poll_wake) = (Arc::clone(&queue), Arc::clone(&wake));
+        let (streams_queue, verify_queue) = (Arc::clone(&queue), Arc::clone(&queue));
+        let (streams_issuer, verify_issuer) = (issuer.clone(), issuer.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -91,6 +100,33 @@ impl Transmitter {
                             poll(
                                 Arc::clone(&poll_queue),
                                 Arc::clone(&poll_wake),
+                                headers,
+                                body,
+                            )
+                        }),
+                    )
+                    .route(
+                        "/ssf/streams",
+                        axum::routing::any(
+                            move |method: axum::http::Method,
+                                  headers: axum::http::HeaderMap,
+                                  body: String| {
+                                streams(
+                                    Arc::clone(&streams_queue),
+                                    streams_issuer.clone(),
+                                    method,
+                                    headers,
+                                    body,
+                                )
+                            },
+                        ),
+                    )
+                    .route(
+                        "/ssf/verify",
+                        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                            verify(
+                                Arc::clone(&verify_queue),
+                                verify_issuer.clone(),
                                 headers,
                                 body,
                             )
@@ -194,6 +230,103 @@ impl Drop for Transmitter {
             let _ = thread.join();
         }
     }
+}
+
+fn management_authorized(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {MANAGEMENT_TOKEN}"))
+}
+
+/// The stream configuration endpoint: GET lists, POST creates (`stream-1`), PATCH updates.
+async fn streams(
+    queue: Arc<Mutex<PollQueue>>,
+    issuer: String,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    if !management_authorized(&headers) {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut queue = queue.lock().expect("queue");
+    queue
+        .management_calls
+        .push((method.to_string(), request.clone()));
+    match method.as_str() {
+        "GET" => (
+            StatusCode::OK,
+            json!(queue.stream.iter().collect::<Vec<_>>()).to_string(),
+        ),
+        "POST" | "PATCH" => {
+            if method == "PATCH" && queue.stream.is_none() {
+                return (StatusCode::NOT_FOUND, String::new());
+            }
+            let mut stream = queue.stream.clone().unwrap_or_else(|| json!({}));
+            for (key, value) in request.as_object().into_iter().flatten() {
+                stream[key] = value.clone();
+            }
+            stream["stream_id"] = json!("stream-1");
+            stream["iss"] = json!(issuer);
+            queue.stream = Some(stream.clone());
+            let status = if method == "POST" {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, stream.to_string())
+        }
+        _ => (StatusCode::METHOD_NOT_ALLOWED, String::new()),
+    }
+}
+
+/// The verification endpoint: answers 204, then pushes a verification SET with the `state`
+/// to the stream's push endpoint.
+async fn verify(
+    queue: Arc<Mutex<PollQueue>>,
+    issuer: String,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::http::StatusCode {
+    if !management_authorized(&headers) {
+        return axum::http::StatusCode::UNAUTHORIZED;
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let Some(stream) = queue.lock().expect("queue").stream.clone() else {
+        return axum::http::StatusCode::NOT_FOUND;
+    };
+    let claims = json!({
+        "iss": issuer, "aud": stream["aud"], "iat": tokens::now(), "jti": tokens::unique_jti(),
+        "sub_id": {"format": "opaque", "id": stream["stream_id"]},
+        "events": {"https://schemas.openid.net/secevent/ssf/event-type/verification":
+            {"state": request["state"]}},
+    });
+    let (key, kid) = tokens::fixture_key(Algorithm::RS256);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    header.typ = Some("secevent+jwt".to_owned());
+    let set = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+    let url = stream["delivery"]["endpoint_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let authorization = stream["delivery"]["authorization_header"]
+        .as_str()
+        .map(str::to_owned);
+    tokio::spawn(async move {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/secevent+jwt")
+            .body(set);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let _ = request.send().await;
+    });
+    axum::http::StatusCode::NO_CONTENT
 }
 
 /// The RFC 8936 poll endpoint.
