@@ -12,7 +12,9 @@ use support::check::{CheckClient, Outcome};
 use support::redis::RedisProcess;
 use support::server::ServerProcess;
 use support::tokens;
-use support::transmitter::{ACCOUNT_DISABLED, POLL_TOKEN, SESSION_REVOKED, Transmitter};
+use support::transmitter::{
+    ACCOUNT_DISABLED, POLL_CLIENT, POLL_TOKEN, SESSION_REVOKED, Transmitter,
+};
 use support::wait_until;
 
 const AUDIENCE: &str = "https://revoker.test/ssf";
@@ -121,4 +123,43 @@ fn during_a_store_outage_nothing_is_acknowledged_and_nothing_lost() {
     });
     let mut check = CheckClient::connect(a.authz_port());
     wait_for(&mut check, &dave, Outcome::Denied(401));
+}
+
+#[test]
+fn polling_with_oauth_client_credentials() {
+    let redis = RedisProcess::start();
+    let transmitter = Transmitter::start();
+    let server = ServerProcess::builder()
+        .redis(&redis.url())
+        .env("TEST_SSF_POLL_SECRET", POLL_CLIENT.1)
+        .extra_toml(&format!(
+            r#"
+[[ssf.streams]]
+name = "idp"
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+token_issuers = ["{token_issuer}"]
+delivery = "poll"
+poll_endpoint = "{endpoint}"
+poll_token_endpoint = "{token_endpoint}"
+poll_client_id = "{client}"
+poll_client_secret_env = "TEST_SSF_POLL_SECRET"
+poll_scope = "ssf.read"
+long_poll = "1s"
+"#,
+            issuer = transmitter.issuer(),
+            endpoint = transmitter.poll_endpoint(),
+            token_endpoint = transmitter.token_endpoint(),
+            client = POLL_CLIENT.0,
+            token_issuer = tokens::ISSUER,
+        ))
+        .start();
+    let erin = tokens::valid("erin");
+    transmitter.queue(&transmitter.set(AUDIENCE, ACCOUNT_DISABLED, user("erin"), json!({})));
+    let mut check = CheckClient::connect(server.authz_port());
+    wait_for(&mut check, &erin, Outcome::Denied(401));
+    // One token, reused for every poll since (it lives 60 s).
+    let (issued, polls) = transmitter.polled(|queue| (queue.tokens_issued, queue.polls));
+    assert_eq!(issued, 1);
+    assert!(polls >= 1);
 }

@@ -79,6 +79,11 @@ struct RawStream {
     poll_endpoint: Option<String>,
     poll_token_file: Option<PathBuf>,
     poll_token_env: Option<String>,
+    poll_token_endpoint: Option<String>,
+    poll_client_id: Option<String>,
+    poll_client_secret_file: Option<PathBuf>,
+    poll_client_secret_env: Option<String>,
+    poll_scope: Option<String>,
     #[serde(default, with = "humantime_serde")]
     long_poll: Option<Duration>,
 }
@@ -105,8 +110,8 @@ pub enum Delivery {
     Poll {
         /// The transmitter's poll endpoint.
         endpoint: String,
-        /// The bearer token sent with each poll.
-        bearer: String,
+        /// The credential for each poll.
+        credential: Credential,
         /// How long the transmitter may hold a long poll.
         long_poll: Duration,
     },
@@ -124,6 +129,43 @@ impl std::fmt::Debug for Delivery {
                 .debug_struct("Poll")
                 .field("endpoint", endpoint)
                 .field("long_poll", long_poll)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// How jwt-revoker authenticates to a transmitter's endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A static bearer token.
+    Bearer(String),
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): a bearer token from `token_endpoint`.
+    ClientCredentials {
+        /// The token endpoint.
+        token_endpoint: String,
+        /// The client id.
+        client_id: String,
+        /// The client secret (HTTP Basic).
+        client_secret: String,
+        /// The scope asked for, if any.
+        scope: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Self::ClientCredentials {
+                token_endpoint,
+                client_id,
+                scope,
+                ..
+            } => f
+                .debug_struct("ClientCredentials")
+                .field("token_endpoint", token_endpoint)
+                .field("client_id", client_id)
+                .field("scope", scope)
                 .finish_non_exhaustive(),
         }
     }
@@ -375,20 +417,61 @@ fn validate_stream(
                 raw.poll_token_file,
                 raw.poll_token_env,
                 base,
-            )?
-            .ok_or_else(|| {
-                invalid(
-                    key("poll_token_file"),
-                    "poll_token_file or poll_token_env is required",
-                )
-            })?;
+            )?;
+            let credential = match (bearer, raw.poll_token_endpoint) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("poll_token_endpoint"),
+                        "give a static poll token or client credentials, not both",
+                    ));
+                }
+                (Some(bearer), None) => Credential::Bearer(bearer),
+                (None, Some(token_endpoint)) => {
+                    super::validate_jwks_uri(&key("poll_token_endpoint"), &token_endpoint)?;
+                    let client_id =
+                        raw.poll_client_id
+                            .filter(|c| !c.is_empty())
+                            .ok_or_else(|| {
+                                invalid(
+                                    key("poll_client_id"),
+                                    "is required with poll_token_endpoint",
+                                )
+                            })?;
+                    let client_secret = credential(
+                        &key("poll_client_secret_file"),
+                        &key("poll_client_secret_env"),
+                        raw.poll_client_secret_file,
+                        raw.poll_client_secret_env,
+                        base,
+                    )?
+                    .ok_or_else(|| {
+                        invalid(
+                            key("poll_client_secret_file"),
+                            "poll_client_secret_file or poll_client_secret_env is required",
+                        )
+                    })?;
+                    Credential::ClientCredentials {
+                        token_endpoint,
+                        client_id,
+                        client_secret,
+                        scope: raw.poll_scope,
+                    }
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        key("poll_token_file"),
+                        "poll_token_file, poll_token_env or poll_token_endpoint (client \
+                         credentials) is required",
+                    ));
+                }
+            };
             let long_poll = raw.long_poll.unwrap_or(Duration::from_secs(30));
             if long_poll > Duration::from_secs(300) {
                 return Err(invalid(key("long_poll"), "must be at most 5m"));
             }
             Delivery::Poll {
                 endpoint,
-                bearer,
+                credential,
                 long_poll,
             }
         }
@@ -567,7 +650,7 @@ fn secret(key: &str, text: &str) -> Result<String, ConfigError> {
     if text.len() < 16 || text.chars().any(char::is_control) {
         return Err(invalid(
             key,
-            "the authorization header secret must be at least 16 printable characters",
+            "the secret must be at least 16 printable characters",
         ));
     }
     Ok(text.to_owned())
@@ -660,6 +743,22 @@ jwks_uri = "https://idp.example.com/ssf/jwks"
                 "authorization_header_env",
             ),
             (&stream("unknown = 1"), "unknown field"),
+            (
+                &stream("delivery = \"poll\"\npoll_endpoint = \"https://idp.example.com/poll\""),
+                "poll_token_file",
+            ),
+            (
+                &stream(
+                    "delivery = \"poll\"\npoll_endpoint = \"https://idp.example.com/poll\"\n\
+                     poll_token_endpoint = \"https://idp.example.com/token\"",
+                ),
+                "poll_client_id",
+            ),
+            (
+                &stream("poll_endpoint = \"https://idp.example.com/poll\""),
+                "only applies with delivery",
+            ),
+            (&stream("management_token_env = \"PATH\""), "push_url"),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text);

@@ -11,9 +11,11 @@
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
 //! - [`management`]: creating or updating the stream at the transmitter, verification.
+//! - [`credentials`]: bearer tokens for a transmitter, static or by client credentials.
 //! - [`metrics`]: the `jwt_revoker_ssf_sets_total` counter.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
+pub mod credentials;
 pub mod error;
 pub mod gtr;
 pub mod management;

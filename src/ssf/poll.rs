@@ -19,14 +19,13 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How one stream is polled.
-#[derive(Clone)]
 pub struct PollSettings {
     /// The stream's name in the receiver.
     pub stream: String,
     /// The transmitter's poll endpoint.
     pub endpoint: String,
-    /// The bearer token sent with each poll.
-    pub bearer: String,
+    /// Where the bearer token sent with each poll comes from.
+    pub credential: super::credentials::TokenSource,
     /// How long the transmitter may hold a long poll (the request times out a little later).
     pub long_poll: Duration,
 }
@@ -117,9 +116,10 @@ async fn poll_once(
     settings: &PollSettings,
     request: &Value,
 ) -> Result<(Vec<(String, String)>, bool), String> {
+    let bearer = settings.credential.token(client).await?;
     let mut response = client
         .post(&settings.endpoint)
-        .bearer_auth(&settings.bearer)
+        .bearer_auth(bearer)
         .header(reqwest::header::CONTENT_LANGUAGE, "en")
         .header(reqwest::header::ACCEPT, "application/json")
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -127,6 +127,10 @@ async fn poll_once(
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        // An expired or withdrawn token: the next poll gets a new one.
+        settings.credential.invalidate().await;
+    }
     if !response.status().is_success() {
         return Err(format!("HTTP status {}", response.status()));
     }

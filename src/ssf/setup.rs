@@ -60,14 +60,14 @@ pub fn spawn_pollers(
         .filter_map(|stream| match &stream.delivery {
             crate::config::ssf::Delivery::Poll {
                 endpoint,
-                bearer,
+                credential,
                 long_poll,
             } => Some(tokio::spawn(super::poll::run(
                 Arc::clone(receiver),
                 super::poll::PollSettings {
                     stream: stream.name.clone(),
                     endpoint: endpoint.clone(),
-                    bearer: bearer.clone(),
+                    credential: super::credentials::TokenSource::new(credential.clone()),
                     long_poll: *long_poll,
                 },
                 stop.clone(),

@@ -18,6 +18,10 @@ use std::time::Duration;
 /// The bearer token the stream management endpoints require.
 pub const MANAGEMENT_TOKEN: &str = "management-token-0123456789abcdef";
 
+/// The OAuth client (id, secret) whose client credentials grant yields [`POLL_TOKEN`] at
+/// `/oauth/token`.
+pub const POLL_CLIENT: (&str, &str) = ("revoker", "client-secret-0123456789abcdef");
+
 /// The bearer token the poll endpoint requires.
 pub const POLL_TOKEN: &str = "poll-token-0123456789abcdef";
 
@@ -36,6 +40,8 @@ pub struct PollQueue {
     pub stream: Option<Value>,
     /// Stream management calls received: method and body.
     pub management_calls: Vec<(String, Value)>,
+    /// Tokens issued by `/oauth/token`.
+    pub tokens_issued: u64,
 }
 
 /// The CAEP session-revoked event type.
@@ -77,6 +83,7 @@ impl Transmitter {
         let wake = Arc::new(tokio::sync::Notify::new());
         let (poll_queue, poll_wake) = (Arc::clone(&queue), Arc::clone(&wake));
         let (streams_queue, verify_queue) = (Arc::clone(&queue), Arc::clone(&queue));
+        let token_queue = Arc::clone(&queue);
         let (streams_issuer, verify_issuer) = (issuer.clone(), issuer.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -103,6 +110,12 @@ impl Transmitter {
                                 headers,
                                 body,
                             )
+                        }),
+                    )
+                    .route(
+                        "/oauth/token",
+                        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                            oauth_token(Arc::clone(&token_queue), headers, body)
                         }),
                     )
                     .route(
@@ -183,6 +196,11 @@ impl Transmitter {
         self.sign(&claims)
     }
 
+    /// The client credentials token endpoint's URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.issuer())
+    }
+
     /// The poll endpoint's URL.
     pub fn poll_endpoint(&self) -> String {
         format!("{}/ssf/poll", self.issuer())
@@ -230,6 +248,35 @@ impl Drop for Transmitter {
             let _ = thread.join();
         }
     }
+}
+
+/// A client credentials token endpoint for [`POLL_CLIENT`].
+async fn oauth_token(
+    queue: Arc<Mutex<PollQueue>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", POLL_CLIENT.0, POLL_CLIENT.1))
+    );
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == expected);
+    if !authorized || !body.contains("grant_type=client_credentials") {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_client"}).to_string(),
+        );
+    }
+    queue.lock().expect("queue").tokens_issued += 1;
+    (
+        axum::http::StatusCode::OK,
+        json!({"access_token": POLL_TOKEN, "token_type": "Bearer", "expires_in": 60}).to_string(),
+    )
 }
 
 fn management_authorized(headers: &axum::http::HeaderMap) -> bool {
