@@ -200,12 +200,3 @@ pub fn of_event(sub_id: Option<&Value>, event: &Map<String, Value>) -> Result<Su
         )),
     }
 }
-
-/// The member names of a subject, at the top level and inside `complex` (for SSF §3.6's
-/// `critical_subject_members`).
-pub fn member_names(value: &Value) -> Vec<String> {
-    let Value::Object(map) = value else {
-        return Vec::new();
-    };
-    map.keys().cloned().collect()
-}

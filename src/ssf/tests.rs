@@ -14,7 +14,7 @@ use crate::config::{IssuerConfig, KeySource, ReplicaConfig, StalePolicy};
 use crate::revocation::{Lookup, Replica, RevocationKey, RevocationKind, Store, TokenIdentity};
 use crate::store::embedded::EmbeddedStore;
 use crate::token::test_tokens::*;
-use crate::token::{TimeRule, TokenError, Verifier};
+use crate::token::{TimeRule, Verifier};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -772,10 +772,8 @@ async fn sets_and_access_tokens_never_pass_for_each_other() {
         .verify(&set, NOW, TimeRule::Enforce)
         .await
         .map(|_| ());
-    assert!(
-        matches!(refused, Err(TokenError::MissingClaim(_))),
-        "a SET passed as an access token: {refused:?}"
-    );
+    // Refused today for lacking exp; with explicit typing checks, for its typ as well.
+    assert!(refused.is_err(), "a SET passed as an access token");
     // An access token posted as a SET, even from the transmitter with the stream's audience.
     let verifier = StreamVerifier::new(0, &transmitter(vec![jsonwebtoken::Algorithm::RS256]))
         .await
