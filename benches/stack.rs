@@ -22,6 +22,8 @@
 //! 6. The Envoy dynamic module (`benches/stack/envoy_module.rs`): `jwt_authn` + module with 0
 //!    and 1,000,000 revocations against `jwt_authn` alone and ext_authz, Envoy memory per
 //!    revocation, propagation to Envoy.
+//! 7. Event-to-deny: the same, from an SSF push (a CAEP session-revoked SET posted to
+//!    `/ssf/push/{stream}`) being sent until all three deny the session's token.
 //!
 //! Run: `benches/run.sh` (it builds what this needs). Alone: `cargo bench --bench stack`
 //! after `cargo build --release --bin jwt-revoker --examples` and
@@ -106,7 +108,7 @@ type Section = fn(&Bins) -> Result<String>;
 
 /// The sections, each run unless arguments name some of them
 /// (`cargo bench --bench stack -- grpc envoy`).
-const SECTIONS: [(&str, Section); 8] = [
+const SECTIONS: [(&str, Section); 9] = [
     ("memory", memory_and_load),
     ("cache", cache_memory),
     ("grpc", grpc_load),
@@ -115,6 +117,7 @@ const SECTIONS: [(&str, Section); 8] = [
     ("module", envoy_module::module),
     ("propagation-sentinel", propagation_sentinel),
     ("propagation-cluster", propagation_cluster),
+    ("signals", push_propagation),
 ];
 
 fn main() -> Result<()> {
@@ -1150,6 +1153,105 @@ fn propagation_on(bins: &Bins, title: &str, store: &str) -> Result<String> {
         times[count - 1] / 1000.0,
         at(&revoke_times, 0.50),
         at(&revoke_times, 0.99),
+    ))
+}
+
+/// Event-to-deny: a CAEP session-revoked SET pushed to each replica in turn; the time from
+/// sending the push until all three replicas deny the session's token (the push's 202
+/// included).
+fn push_propagation(bins: &Bins) -> Result<String> {
+    const TRANSMITTER: &str = "https://transmitter.bench";
+    let redis = Redis::start()?;
+    let jwks = support::fixture("jwks.json");
+    let store = format!(
+        "url = \"{}\"\n[[ssf.streams]]\nname = \"bench\"\nissuer = \"{TRANSMITTER}\"\n\
+         audience = \"bench\"\njwks_file = \"{}\"\ntoken_issuers = [\"{}\"]\n",
+        redis.url(),
+        jwks.display(),
+        support::ISSUER
+    );
+    let replicas = [
+        Server::start(bins, &store)?,
+        Server::start(bins, &store)?,
+        Server::start(bins, &store)?,
+    ];
+    let tokens = support::tokens(Algorithm::ES256, PROPAGATIONS);
+    let pem = std::fs::read(support::fixture("keys/rsa.pem"))?;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem)?;
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    header.typ = Some("secevent+jwt".to_owned());
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let runtime = runtime()?;
+    let times = runtime.block_on(async {
+        let mut checkers = Vec::new();
+        for replica in &replicas {
+            checkers.push(AuthorizationClient::new(connect(replica.authz).await?));
+        }
+        let deadline = Instant::now() + PROPAGATION_BUDGET;
+        let mut times = Vec::with_capacity(PROPAGATIONS);
+        for (i, token) in tokens.iter().enumerate() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let request = support::check_request(token);
+            for checker in &mut checkers {
+                ensure!(
+                    allowed(checker, &request).await?,
+                    "a fresh token was denied"
+                );
+            }
+            let claims = serde_json::json!({
+                "iss": TRANSMITTER, "aud": "bench", "iat": support::unix_now(),
+                "jti": format!("bench-set-{i}"),
+                "sub_id": {"format": "opaque", "id": format!("session-{i}")},
+                "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked":
+                    {"event_timestamp": support::unix_now()}},
+            });
+            let set = jsonwebtoken::encode(&header, &claims, &key)?;
+            let admin = replicas[i % replicas.len()].admin;
+            let sent = Instant::now();
+            let answer = http
+                .post(format!("http://127.0.0.1:{admin}/ssf/push/bench"))
+                .header("content-type", "application/secevent+jwt")
+                .body(set)
+                .send()
+                .await?;
+            ensure!(
+                answer.status().as_u16() == 202,
+                "push answered {}",
+                answer.status()
+            );
+            let mut pending: Vec<usize> = (0..checkers.len()).collect();
+            while !pending.is_empty() {
+                ensure!(
+                    sent.elapsed() < Duration::from_secs(5),
+                    "event {i} did not reach every replica within 5 s"
+                );
+                let mut still = Vec::new();
+                for r in pending {
+                    if allowed(&mut checkers[r], &request).await? {
+                        still.push(r);
+                    }
+                }
+                pending = still;
+            }
+            times.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok::<_, anyhow::Error>(times)
+    })?;
+    let count = times.len();
+    ensure!(count > 0, "no event measured");
+    let mut sorted = times;
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
+    Ok(format!(
+        "\n### Event-to-deny (three replicas on one Redis; an SSF push of CAEP session-revoked to each in turn)\n\n\
+         | events | p50 | p99 | max |\n|---|---|---|---|\n\
+         | {count} | {:.2} ms | {:.2} ms | {:.2} ms |\n",
+        at(0.50) / 1000.0,
+        at(0.99) / 1000.0,
+        sorted[count - 1] / 1000.0
     ))
 }
 

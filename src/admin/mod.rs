@@ -7,14 +7,18 @@
 //! - [`convert`]: between protobuf messages and the model, naming the field at fault.
 //! - [`service`]: the tonic `RevocationAdmin` service.
 //! - [`http`]: the HTTP endpoints on the same port: RFC 7009 `/revoke`, `/backchannel-logout`.
+//! - [`gtr`]: Global Token Revocation, `/global-token-revocation`.
+//! - [`ssf_push`]: RFC 8935 push delivery of Security Event Tokens, `/ssf/push/{stream}`.
 
 pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod gtr;
 pub mod http;
 pub mod pb;
 pub mod revoker;
 pub mod service;
+pub mod ssf_push;
 
 pub use error::AdminError;
 pub use revoker::{RevokeResult, Revoker};

@@ -3,10 +3,12 @@
 
 mod feed;
 mod metadata;
-pub use feed::FeedAuth;
-pub use metadata::MetadataClaims;
+pub mod ssf;
 mod store;
 
+pub use feed::FeedAuth;
+pub use metadata::MetadataClaims;
+pub use ssf::{GtrConfig, SsfConfig, StreamConfig};
 pub use store::{DEFAULT_REPLICATION_TIMEOUT, RedisConfig, RedisTopology, StoreConfig};
 
 use jsonwebtoken::Algorithm;
@@ -88,6 +90,8 @@ struct RawConfig {
     #[serde(default)]
     tls: RawTls,
     feed: Option<feed::RawFeed>,
+    #[serde(default)]
+    ssf: ssf::RawSsf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +245,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[feed]`: who may follow the revocation feed; `None` serves no feed.
     pub feed: Option<FeedAuth>,
+    /// OpenID Shared Signals streams (`[ssf]`).
+    pub ssf: SsfConfig,
 }
 
 /// What a logout route revokes.
@@ -548,6 +554,7 @@ impl Config {
             issuers.push(issuer);
         }
         let logout_routes = validate_logout_routes(raw.logout_routes, &issuers)?;
+        let ssf = ssf::validate(raw.ssf, &issuers, base)?;
 
         Ok(Self {
             authz_addr,
@@ -570,6 +577,7 @@ impl Config {
             logout_routes,
             tls,
             feed,
+            ssf,
         })
     }
 }

@@ -14,7 +14,8 @@ pub const MAX_REASON_LEN: usize = 512;
 pub enum RevocationKind {
     /// One token, by `jti` (or `sha256:<hex>` of its decoded payload when it has no `jti`).
     Token,
-    /// Every token whose `sid` matches.
+    /// Every token whose `sid` matches, issued at or before the revocation (a token issued
+    /// later with the same `sid`, e.g. from an `offline_access` refresh, is not covered).
     Session,
     /// Every token of a `sub` issued at or before the revocation.
     Subject,
@@ -43,7 +44,7 @@ impl RevocationKind {
 
     /// Whether a revocation of this kind only covers tokens issued at or before it.
     pub fn covers_by_issue_time(self) -> bool {
-        matches!(self, Self::Subject | Self::Client)
+        matches!(self, Self::Session | Self::Subject | Self::Client)
     }
 }
 
@@ -151,6 +152,7 @@ impl fmt::Display for RevocationKey {
 
 /// A recorded revocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredRevocation", into = "StoredRevocation")]
 pub struct Revocation {
     /// What is revoked.
     pub key: RevocationKey,
@@ -161,6 +163,56 @@ pub struct Revocation {
     /// Free text given by whoever revoked.
     #[serde(default)]
     pub reason: String,
+}
+
+/// The stored form of a [`Revocation`], with the version of its meaning.
+#[derive(Serialize, Deserialize)]
+struct StoredRevocation {
+    key: RevocationKey,
+    revoked_at: u64,
+    expires_at: u64,
+    #[serde(default)]
+    reason: String,
+    /// [`SESSION_COVER_VERSION`] since session revocations cover only tokens issued at or
+    /// before them; absent (0) in revocations written before.
+    #[serde(default)]
+    v: u8,
+}
+
+/// The stored version from which a session revocation covers only tokens issued at or before
+/// its `revoked_at`.
+pub const SESSION_COVER_VERSION: u8 = 2;
+
+impl From<StoredRevocation> for Revocation {
+    /// Reads a stored revocation. A session revocation written before
+    /// [`SESSION_COVER_VERSION`] meant "every token of the session": it keeps that meaning by
+    /// covering every token issued until it expires (`revoked_at` = `expires_at`).
+    fn from(stored: StoredRevocation) -> Self {
+        let legacy_session =
+            stored.key.kind == RevocationKind::Session && stored.v < SESSION_COVER_VERSION;
+        Self {
+            revoked_at: if legacy_session {
+                stored.revoked_at.max(stored.expires_at)
+            } else {
+                stored.revoked_at
+            },
+            key: stored.key,
+            expires_at: stored.expires_at,
+            reason: stored.reason,
+        }
+    }
+}
+
+impl From<Revocation> for StoredRevocation {
+    fn from(revocation: Revocation) -> Self {
+        Self {
+            key: revocation.key,
+            revoked_at: revocation.revoked_at,
+            expires_at: revocation.expires_at,
+            reason: revocation.reason,
+            v: SESSION_COVER_VERSION,
+        }
+    }
 }
 
 impl Revocation {
@@ -311,6 +363,31 @@ mod tests {
             subject.extended_by(&at(RevocationKind::Subject, 90, 190, "")),
             None
         );
+    }
+
+    #[test]
+    fn session_revocations_stored_before_version_2_keep_covering_the_whole_session() {
+        let legacy = r#"{"key":{"issuer":"iss","kind":"session","id":"s-1"},"revoked_at":100,"expires_at":900,"reason":"old"}"#;
+        let read: Revocation = serde_json::from_str(legacy).expect("legacy record");
+        assert_eq!((read.revoked_at, read.expires_at), (900, 900));
+        let subject = legacy.replace("session", "subject");
+        let read: Revocation = serde_json::from_str(&subject).expect("legacy subject");
+        assert_eq!(read.revoked_at, 100, "only sessions change meaning");
+        let current = at_kind(RevocationKind::Session, 100, 900);
+        let json = serde_json::to_string(&current).expect("json");
+        assert!(json.contains(r#""v":2"#), "{json}");
+        let back: Revocation = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back, current);
+    }
+
+    fn at_kind(kind: RevocationKind, revoked_at: u64, expires_at: u64) -> Revocation {
+        Revocation::new(
+            RevocationKey::new("iss", kind, "s-1").expect("key"),
+            revoked_at,
+            expires_at,
+            "",
+        )
+        .expect("revocation")
     }
 
     #[test]

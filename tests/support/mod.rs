@@ -12,12 +12,14 @@ pub mod envoy;
 pub mod http;
 pub mod jwks;
 pub mod module;
+pub mod oidc;
 pub mod ports;
 pub mod redis;
 pub mod redis_ha;
 pub mod server;
 pub mod stack;
 pub mod tokens;
+pub mod transmitter;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

@@ -48,6 +48,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     log_level: String,
     require_serving: bool,
+    admin_port: Option<u16>,
 }
 
 impl Default for ServerBuilder {
@@ -59,6 +60,7 @@ impl Default for ServerBuilder {
             env: Vec::new(),
             log_level: "info,jwt_revoker=debug".to_owned(),
             require_serving: true,
+            admin_port: None,
         }
     }
 }
@@ -103,6 +105,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Listens for the admin API on this port (e.g. one already written into `extra_toml`,
+    /// as a URL the server must know), instead of a free one picked at start.
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = Some(port);
+        self
+    }
+
     /// Sets `log_level` (default `info,jwt_revoker=debug`).
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_owned();
@@ -141,7 +150,7 @@ impl ServerBuilder {
         loop {
             attempt += 1;
             server.authz_port = free_port();
-            server.admin_port = free_port();
+            server.admin_port = self.admin_port.unwrap_or_else(free_port);
             server.metrics_port = free_port();
             // The metrics port goes first, so that an `extra_toml` can still replace it.
             let mut builder = self.clone();

@@ -1,0 +1,110 @@
+//! Bearer tokens for a transmitter's endpoints: a static token, or one obtained with OAuth
+//! 2.0 client credentials (RFC 6749 §4.4, HTTP Basic client authentication) and reused until
+//! shortly before it expires or the transmitter refuses it.
+
+use crate::config::ssf::Credential;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// A token is renewed this long before the `expires_in` it came with.
+const RENEW_EARLY: Duration = Duration::from_secs(30);
+
+/// A source of bearer tokens.
+pub struct TokenSource {
+    credential: Credential,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// A source for `credential`.
+    pub fn new(credential: Credential) -> Self {
+        Self {
+            credential,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A bearer token: the static one, or a cached or newly obtained access token.
+    pub async fn token(&self, client: &reqwest::Client) -> Result<String, String> {
+        let Credential::ClientCredentials {
+            token_endpoint,
+            client_id,
+            client_secret,
+            scope,
+        } = &self.credential
+        else {
+            let Credential::Bearer(token) = &self.credential else {
+                return Err("no credential".to_owned());
+            };
+            return Ok(token.clone());
+        };
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = client
+            .post(token_endpoint)
+            .basic_auth(client_id, Some(client_secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("token endpoint: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("token endpoint: HTTP {}", response.status()));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("token endpoint: {e}"))?;
+        if bytes.len() > MAX_TOKEN_RESPONSE_BYTES {
+            return Err("token endpoint: response too large".to_owned());
+        }
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("token endpoint: {e}"))?;
+        let token = answer
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty())
+            .ok_or("token endpoint: no access_token")?
+            .to_owned();
+        let lifetime = answer
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .map_or(Duration::from_secs(300), Duration::from_secs);
+        *cached = Some((
+            token.clone(),
+            Instant::now() + lifetime.saturating_sub(RENEW_EARLY),
+        ));
+        Ok(token)
+    }
+
+    /// Forgets a cached token (after the transmitter refused it).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+}
