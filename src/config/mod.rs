@@ -171,6 +171,7 @@ struct RawIssuer {
     #[serde(default, with = "humantime_serde")]
     jwks_min_refresh_interval: Option<Duration>,
     backchannel_audiences: Option<Vec<String>>,
+    require_typ: Option<String>,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -409,6 +410,9 @@ pub struct IssuerConfig {
     pub jwks_refresh_interval: Duration,
     /// The least time between two fetches triggered by an unknown `kid`.
     pub jwks_min_refresh_interval: Duration,
+    /// The JOSE `typ` every access token of this issuer must carry (e.g. `at+jwt`); `None`
+    /// accepts no `typ`, `JWT` or `at+jwt` (see [`crate::token::typ`]).
+    pub require_typ: Option<String>,
 }
 
 /// The default authorization address.
@@ -934,6 +938,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
             "must be at least 1s (it rate-limits fetches triggered by unknown kids)",
         ));
     }
+    let require_typ = validate_require_typ(&key("require_typ"), raw.require_typ)?;
     Ok(IssuerConfig {
         issuer,
         audiences: raw.audiences,
@@ -942,7 +947,29 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         hmac_secret_file,
         jwks_refresh_interval,
         jwks_min_refresh_interval,
+        require_typ,
     })
+}
+
+/// `require_typ`: a media type (printable ASCII, no spaces) that does not name a non-access
+/// kind of token.
+fn validate_require_typ(key: &str, raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(typ) = raw else {
+        return Ok(None);
+    };
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(key, "must be a media type such as \"at+jwt\""));
+    }
+    if crate::token::typ::NON_ACCESS_TYPES
+        .iter()
+        .any(|other| crate::token::typ::same_type(&typ, other))
+    {
+        return Err(invalid(
+            key,
+            format!("{typ:?} is not a type of access token"),
+        ));
+    }
+    Ok(Some(typ))
 }
 
 fn validate_logout_routes(
@@ -1430,6 +1457,18 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         for uri in ["https://idp.example.com/jwks", "http://127.0.0.1:8080/jwks"] {
             let text = ISSUER.replace("jwks = '{\"keys\": []}'", &format!("jwks_uri = \"{uri}\""));
             assert!(parse(&text).is_ok(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn require_typ_is_an_access_token_media_type() {
+        assert_eq!(parse(ISSUER).expect("valid").issuers[0].require_typ, None);
+        let with = |typ: &str| format!("{ISSUER}require_typ = {typ:?}\n");
+        let config = parse(&with("at+jwt")).expect("valid");
+        assert_eq!(config.issuers[0].require_typ.as_deref(), Some("at+jwt"));
+        for typ in ["", "at jwt", "logout+jwt", "application/secevent+jwt"] {
+            let error = error_of(&with(typ));
+            assert!(error.contains("issuers[0].require_typ"), "{typ}: {error}");
         }
     }
 }

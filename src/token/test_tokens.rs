@@ -186,6 +186,7 @@ pub(crate) fn issuer_with_jwks(keys: KeySource) -> IssuerConfig {
         hmac_secret_file: None,
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
+        require_typ: None,
     }
 }
 
@@ -199,6 +200,7 @@ pub(crate) fn hmac_issuer() -> IssuerConfig {
         hmac_secret_file: Some(fixture("hmac-secret.txt")),
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
+        require_typ: None,
     }
 }
 
