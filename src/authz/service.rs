@@ -9,6 +9,7 @@ use super::grpc::{CheckReply, CheckServer};
 use super::logout::LogoutRoutes;
 use super::request::CheckedRequest;
 use super::response::{denial_response, encoded_allow};
+use super::strip::{stripped_sources, with_part};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
 use crate::metrics::CheckMetrics;
@@ -94,7 +95,13 @@ impl AuthzService {
         }
         match &decision {
             Decision::Allow(token) => {
-                CheckReply::Encoded(encoded_allow(token, &self.response, self.response_id))
+                let allow = encoded_allow(token, &self.response, self.response_id);
+                let part = self
+                    .response
+                    .strip_sources
+                    .as_ref()
+                    .and_then(|sources| stripped_sources(request.headers(), sources));
+                CheckReply::Encoded(with_part(allow, part))
             }
             Decision::Deny(denial) => {
                 CheckReply::Message(Box::new(denial_response(denial, &self.response)))

@@ -354,6 +354,9 @@ pub struct ResponseConfig {
     /// Request headers removed before the request goes upstream: with
     /// `response.strip_authorization`, `authorization` and the configured `token.header`.
     pub strip_headers: Vec<String>,
+    /// With `response.strip_authorization`, the token sources whose every copy is removed
+    /// per request: other spellings of `token.header`, and `token.cookie` cut out of `cookie`.
+    pub strip_sources: Option<TokenSources>,
     /// Claim name → upstream request header (lowercase).
     pub claim_headers: BTreeMap<String, String>,
     /// Put the verified claims into the response's `dynamic_metadata`.
@@ -806,6 +809,7 @@ fn validate_response(
     Ok(ResponseConfig {
         realm,
         strip_headers,
+        strip_sources: raw.strip_authorization.then(|| sources.clone()),
         claim_headers,
         dynamic_metadata: raw.dynamic_metadata.unwrap_or(true),
     })
