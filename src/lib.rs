@@ -7,6 +7,7 @@
 //! - [`authz`]: the ext_authz `Check` service.
 //! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
+//! - [`not_found`]: 404 for requests that are not gRPC, on paths no service of a port serves.
 //! - [`tls`]: TLS termination for the gRPC ports (rustls config, handshakes with a deadline).
 //! - [`server`]: wires the services, ports, health, TLS, metrics and shutdown together.
 //! - [`cli`]: the command line: `serve` and the admin client commands.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod not_found;
 pub mod report;
 pub mod revocation;
 pub mod server;
