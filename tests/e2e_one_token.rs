@@ -26,7 +26,12 @@ fn stack() -> Stack {
 
 /// `GET /api/items` through the stack's Envoy with these headers (repeats kept, in order).
 fn send(stack: &Stack, headers: &[(&str, &str)]) -> Response {
-    let mut request = Request::get("/api/items");
+    send_to(stack, "/api/items", headers)
+}
+
+/// `GET path` through the stack's Envoy with these headers.
+fn send_to(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut request = Request::get(path);
     for (name, value) in headers {
         request = request.header(name, value);
     }
@@ -121,6 +126,11 @@ fn a_valid_token_next_to_a_revoked_one_is_refused_wherever_they_are() {
             );
         }
     }
+    // The RFC 6750 query parameter, which some frameworks read, is a copy too.
+    let auth = bearer(&good);
+    let path = format!("/api/items?x=1&access_token={revoked}");
+    let response = send_to(&stack, &path, &[("authorization", &auth)]);
+    assert_eq!(response.status, 400, "{}", response.text());
     let metrics = support::http::get(stack.server.metrics_port(), "/metrics").text();
     assert!(
         metrics
@@ -154,6 +164,15 @@ fn the_same_token_twice_passes_and_the_application_sees_no_copy_of_it() {
         assert_eq!(seen.header(name), None, "{name} reached the app");
     }
     assert_eq!(seen.header("cookie"), Some("theme=dark; lang=en"));
+    // The same token as the RFC 6750 query parameter is taken out of the query.
+    let path = format!("/api/items?x=1&access_token={good}&y=2");
+    let response = send_to(&stack, &path, &[("authorization", &bearer)]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = stack
+        .upstream
+        .last_request()
+        .expect("the app got the request");
+    assert_eq!(seen.path, "/api/items?x=1&y=2");
     // A cookie header holding only the token is removed.
     let only = format!("access_token={good}");
     assert_eq!(send(&stack, &[("cookie", &only)]).status, 200);

@@ -94,6 +94,20 @@ impl CheckedRequest {
     }
 }
 
+/// The request's headers, and its query string (for the RFC 6750 `access_token` parameter).
+impl HeaderSource for CheckedRequest {
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.headers()
+    }
+
+    fn query(&self) -> Option<Cow<'_, str>> {
+        let (_, query) = self
+            .path
+            .split_at(self.path.iter().position(|b| *b == b'?')? + 1);
+        Some(String::from_utf8_lossy(query))
+    }
+}
+
 impl From<CheckRequestView> for CheckedRequest {
     fn from(view: CheckRequestView) -> Self {
         let Some(http) = view

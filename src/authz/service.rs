@@ -64,7 +64,7 @@ impl AuthzService {
     pub async fn check(&self, request: CheckedRequest) -> CheckReply {
         let started = Instant::now();
         let now = unix_now();
-        let mut decision = self.decider.decide(request.headers(), now).await;
+        let mut decision = self.decider.decide(&request, now).await;
         // A logout request whose token is already revoked (a second ext_authz hop after the
         // first recorded the logout, or a client retry) still reaches the application's own
         // logout, without recording anything again.
@@ -100,7 +100,7 @@ impl AuthzService {
                     .response
                     .strip_sources
                     .as_ref()
-                    .and_then(|sources| stripped_sources(request.headers(), sources));
+                    .and_then(|sources| stripped_sources(&request, sources));
                 CheckReply::Encoded(with_part(allow, part))
             }
             Decision::Deny(denial) => {

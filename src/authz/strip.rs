@@ -1,7 +1,8 @@
 //! With `response.strip_authorization`, every copy of the token leaves the request before it
 //! goes upstream, not only `authorization` and `token.header` (which every allow response
 //! removes): other spellings of `token.header` (`x_access_token` for `x-access-token`) are
-//! removed, and `cookie` is rewritten without the token cookie, keeping the others.
+//! removed, `cookie` is rewritten without the token cookie, keeping the others, and an RFC
+//! 6750 `access_token` query parameter is removed.
 //!
 //! These depend on the request, while the allow response is encoded once per token and
 //! cached; so they are encoded apart, as a `CheckResponse` holding only these header
@@ -11,7 +12,7 @@
 use super::response::header;
 use crate::config::TokenSources;
 use crate::token::HeaderSource;
-use crate::token::extract::{cookie_without, header_spellings};
+use crate::token::extract::{QUERY_PARAMETER, cookie_without, header_spellings, query_copies};
 use bytes::{Bytes, BytesMut};
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, HeaderAppendAction, HttpResponse, OkHttpResponse,
@@ -56,7 +57,14 @@ pub fn stripped_sources(
             None => {}
         }
     }
-    if headers_to_remove.is_empty() && headers_to_set.is_empty() {
+    let query_parameters_to_remove = match headers.query() {
+        Some(query) if query_copies(&query).next().is_some() => vec![QUERY_PARAMETER.to_owned()],
+        _ => Vec::new(),
+    };
+    if headers_to_remove.is_empty()
+        && headers_to_set.is_empty()
+        && query_parameters_to_remove.is_empty()
+    {
         return None;
     }
     let part = CheckResponse {
@@ -64,6 +72,7 @@ pub fn stripped_sources(
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: headers_to_set,
             headers_to_remove,
+            query_parameters_to_remove,
             ..OkHttpResponse::default()
         })),
         dynamic_metadata: None,

@@ -10,17 +10,28 @@
 //! the request is refused ([`TokenError::MultipleTokens`]): whichever copy the application
 //! behind Envoy reads (first, last, cookie or header) is then the one that was checked. The
 //! token itself is taken only from a strict reading: `Authorization`, the configured header,
-//! or a cookie found by RFC 6265.
+//! or a cookie found by RFC 6265. An RFC 6750 §2.3 `access_token` query parameter is never
+//! a source, but a copy all the same (some frameworks read it).
 
 use super::TokenError;
 use crate::config::TokenSources;
+use std::borrow::Cow;
+
+/// The URI query parameter of RFC 6750 §2.3. Never a token source here, but a copy that an
+/// application may read: it must equal the token, and is stripped with the others.
+pub const QUERY_PARAMETER: &str = "access_token";
 
 /// A request's headers: (lowercase name, value) pairs. A name may come more than once, or
 /// with repeated values joined with `,` (as in Envoy's ext_authz `headers` map); both are
-/// read the same way.
+/// read the same way. And, when known, its query string.
 pub trait HeaderSource {
     /// Every header, in any order.
     fn headers(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// The query string (after `?`, without it), when the source knows the request's path.
+    fn query(&self) -> Option<Cow<'_, str>> {
+        None
+    }
 
     /// The first value of header `name` (lowercase), if present.
     fn header(&self, name: &str) -> Option<&str> {
@@ -44,7 +55,9 @@ impl HeaderSource for [(&str, &str)] {
     }
 }
 
-/// Finds the one bearer token of a request (see the module documentation for the rule).
+/// Finds the one bearer token of a request (see the module documentation for the rule; an
+/// RFC 6750 `access_token` query parameter, when the source knows the query, is a copy to
+/// compare, never the token).
 ///
 /// `Authorization` holds `Bearer <token>` credentials (scheme case-insensitive); one of
 /// another scheme (`Basic …`) is no bearer token, but mixed with a `Bearer` one it is
@@ -77,7 +90,20 @@ pub fn extract_token<'a, H: HeaderSource + ?Sized>(
             cookie_copies(value, cookie, &mut copies)?;
         }
     }
+    if let (Some(first), Some(query)) = (copies.first, headers.query()) {
+        let differs = query_copies(&query).any(|copy| copy != first);
+        if differs {
+            return Err(TokenError::MultipleTokens);
+        }
+    }
     Ok(copies.token)
+}
+
+/// The non-empty `access_token` parameters of a query string, decoded as forms are.
+pub fn query_copies(query: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, value)| name == QUERY_PARAMETER && !value.is_empty())
+        .map(|(_, value)| value)
 }
 
 /// The token copies seen so far: the first (all others must equal it) and the token, once a
@@ -482,6 +508,44 @@ mod tests {
                 "{reversed:?}"
             );
         }
+    }
+
+    /// Headers and a query string.
+    struct WithQuery<'a>(&'a [(&'a str, &'a str)], &'a str);
+
+    impl HeaderSource for WithQuery<'_> {
+        fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.0.headers()
+        }
+
+        fn query(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.1))
+        }
+    }
+
+    #[test]
+    fn an_access_token_query_parameter_is_a_copy_never_the_token() {
+        let auth = format!("Bearer {JWT}");
+        let extract = |pairs: &[(&str, &str)], query: &str| {
+            extract_token(&WithQuery(pairs, query), &sources(), 1024).map(|t| t.map(str::to_owned))
+        };
+        let same = format!("a=1&access_token={JWT}");
+        assert_eq!(extract(&[("authorization", &auth)], &same), ok(JWT));
+        for query in [
+            format!("access_token={OTHER}"),
+            format!("access_token={JWT}&access_token={OTHER}"),
+            format!("x=1&access_token={}", OTHER.replace('.', "%2E")),
+        ] {
+            assert_eq!(
+                extract(&[("authorization", &auth)], &query),
+                Err(TokenError::MultipleTokens),
+                "{query}"
+            );
+        }
+        // Alone, it is no token; other parameters and an empty one do not count.
+        assert_eq!(extract(&[], &same), Ok(None));
+        let other = format!("token={OTHER}&access_token=&Access_Token={OTHER}");
+        assert_eq!(extract(&[("authorization", &auth)], &other), ok(JWT));
     }
 
     #[test]
