@@ -3,8 +3,8 @@
 //!
 //! Every copy of a token that the request carries counts, wherever a parser could find it:
 //! each `Bearer` credential of `authorization` (repeated headers arrive joined with `,`),
-//! each value of the configured header (also under its `_`-for-`-` spelling, which CGI-style
-//! frameworks read as the same header), and each cookie of the configured name — by RFC 6265
+//! each value of the configured header (also under its `_`-for-`-` spellings, which
+//! CGI-style frameworks read as the same header: copies, never sources), and each cookie of the configured name — by RFC 6265
 //! (`;`-separated pairs, a `,` belongs to the value), and also as a lenient parser would
 //! read it (split on `,` too, names in any case). If the copies are not all byte-identical
 //! the request is refused ([`TokenError::MultipleTokens`]): whichever copy the application
@@ -81,8 +81,8 @@ pub fn extract_token<'a, H: HeaderSource + ?Sized>(
     }
     if let Some(configured) = &sources.header {
         let named = |name: &str| same_header_name(name, configured);
-        for (_, value) in headers.headers().filter(|(name, _)| named(name)) {
-            header_copies(value, &mut copies)?;
+        for (name, value) in headers.headers().filter(|(name, _)| named(name)) {
+            header_copies(value, name == configured, &mut copies)?;
         }
     }
     if let Some(cookie) = &sources.cookie {
@@ -176,10 +176,20 @@ fn bearer_scheme(element: &str) -> Option<&str> {
 }
 
 /// The tokens of a configured-header value: each `,`-separated element a raw token or
-/// `Bearer <token>`.
-fn header_copies<'a>(value: &'a str, copies: &mut Copies<'a>) -> Result<(), TokenError> {
+/// `Bearer <token>`; tokens when the header is the configured one (`strict`), copies to
+/// compare when it is another spelling of it.
+fn header_copies<'a>(
+    value: &'a str,
+    strict: bool,
+    copies: &mut Copies<'a>,
+) -> Result<(), TokenError> {
     for element in value.split(',').map(trim_ows).filter(|e| !e.is_empty()) {
-        copies.token(bearer_scheme(element).unwrap_or(element))?;
+        let token = bearer_scheme(element).unwrap_or(element);
+        if strict {
+            copies.token(token)?;
+        } else {
+            copies.also(token)?;
+        }
     }
     Ok(())
 }
@@ -416,6 +426,16 @@ mod tests {
         assert_eq!(
             extract(&[("x-access-token", &two)]),
             Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn another_spelling_of_the_configured_header_is_a_copy_not_a_source() {
+        assert_eq!(extract(&[("x_access_token", JWT)]), Ok(None));
+        assert_eq!(extract(&[("x-access_token", JWT)]), Ok(None));
+        assert_eq!(
+            extract(&[("x_access_token", JWT), ("x-access-token", JWT)]),
+            ok(JWT)
         );
     }
 
