@@ -384,6 +384,34 @@ mod tests {
     }
 
     #[test]
+    fn hostile_text_is_refused_or_ignored_without_panicking() {
+        for value in [
+            "Bea\u{e9}",
+            "Beare\u{e9} x",
+            "bearer\u{e9}x",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            ",,,,",
+            "Bearer ,",
+            ";=;=,=",
+        ] {
+            for name in [
+                "authorization",
+                "x-access-token",
+                "x_access_token",
+                "cookie",
+            ] {
+                let _ = extract(&[(name, value)]);
+            }
+            let _ = cookie_without(value, "access_token");
+        }
+        assert_eq!(
+            extract(&[("authorization", "Bearer ,")]),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(extract(&[("cookie", ";=;=,=")]), Ok(None));
+    }
+
+    #[test]
     fn b64token_charset_and_trailing_padding_are_accepted() {
         let value = "Bearer aZ09-._~+/==";
         assert_eq!(extract(&[("authorization", value)]), ok("aZ09-._~+/=="));
