@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin API: gRPC, plus RFC 7009 and OIDC back-channel logout over HTTP.
 //! - [`ssf`]: the OpenID Shared Signals receiver: Security Event Tokens → revocations.
 //! - [`metrics`]: Prometheus metrics in an explicit registry, and the `/metrics` endpoint.
+//! - [`not_found`]: 404 for requests that are not gRPC, on paths no service of a port serves.
 //! - [`tls`]: TLS termination for the gRPC ports (rustls config, handshakes with a deadline).
 //! - [`replication`]: the revocation feed (`Revocations/Watch`) for in-process enforcers,
 //!   served and followed.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod not_found;
 pub mod replication;
 pub mod report;
 pub mod revocation;

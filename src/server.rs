@@ -9,6 +9,7 @@ use crate::authz::{AuthzService, Decider, LogoutRoutes};
 use crate::config::{AdminAuth, Config, PortTls, RedisTopology, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
+use crate::not_found::UnknownPaths;
 use crate::replication::FeedService;
 use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
@@ -366,8 +367,13 @@ pub async fn run(
     let signal = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
+    // Both ports answer 404 to a request that is not gRPC, on a path no service serves; the
+    // authorization port also accepts HTTP/1.1, so that such a request gets that answer.
+    let unknown_paths = UnknownPaths::register(&mut registry);
     let authz_router = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .accept_http1(true)
+        .layer(unknown_paths.port("authz"))
         .add_service(health.clone())
         .add_service(authz_reflection)
         .add_service(authz.svc());
@@ -393,6 +399,7 @@ pub async fn run(
     let admin_router = Server::builder()
         .accept_http1(true)
         .layer(admin_rpcs)
+        .layer(unknown_paths.port("admin"))
         .add_routes(admin_routes.into());
     let admin_server = serve!(
         admin_router,

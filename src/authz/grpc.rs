@@ -162,6 +162,7 @@ mod tests {
         let response = ResponseConfig {
             realm: "mesh".to_owned(),
             strip_headers: Vec::new(),
+            strip_sources: None,
             claim_headers: Default::default(),
             dynamic_metadata: crate::config::MetadataClaims::All,
         };

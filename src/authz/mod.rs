@@ -7,6 +7,7 @@
 //! - [`logout`]: logout routes, where Check records a revocation before allowing.
 //! - [`response`]: a decision as Envoy's `CheckResponse` (RFC 6750 denials, claim headers,
 //!   dynamic metadata).
+//! - [`strip`]: with `strip_authorization`, the request's other copies of the token removed.
 //! - [`service`]: Check from request to reply.
 //! - [`grpc`]: `envoy.service.auth.v3.Authorization` on tonic, with its own codec.
 
@@ -19,6 +20,7 @@ pub mod logout;
 pub mod request;
 pub mod response;
 pub mod service;
+pub mod strip;
 
 pub use decision::{Decider, Decision, Denial};
 pub use grpc::CheckServer;

@@ -94,6 +94,20 @@ impl CheckedRequest {
     }
 }
 
+/// The request's headers, and its query string (for the RFC 6750 `access_token` parameter).
+impl HeaderSource for CheckedRequest {
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.headers()
+    }
+
+    fn query(&self) -> Option<Cow<'_, str>> {
+        let (_, query) = self
+            .path
+            .split_at(self.path.iter().position(|b| *b == b'?')? + 1);
+        Some(String::from_utf8_lossy(query))
+    }
+}
+
 impl From<CheckRequestView> for CheckedRequest {
     fn from(view: CheckRequestView) -> Self {
         let Some(http) = view
@@ -116,9 +130,9 @@ impl From<CheckRequestView> for CheckedRequest {
 }
 
 /// A request's headers: lowercase names, values valid UTF-8, repeated `header_map` entries
-/// joined with `,` (the `headers` map has each name once; should a name repeat anyway, the
-/// first wins). Looked up by a scan: Envoy sends at most about a hundred headers, and Check
-/// reads at most three.
+/// joined as Envoy joins them (`cookie` with `; `, others with `,`). The `headers` map has
+/// each name once; should a name repeat anyway, every entry is kept, so that token
+/// extraction sees each copy. Read by a scan: Envoy sends at most about a hundred headers.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHeaders {
     entries: Vec<HeaderEntry>,
@@ -126,7 +140,7 @@ pub struct RequestHeaders {
 
 impl RequestHeaders {
     /// Headers from `(name, value)` pairs, as Envoy's `headers` map would carry them (names
-    /// are lowercased; a repeated name keeps its first value).
+    /// are lowercased; a repeated name is kept as given).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self::from_map_entries(
             pairs
@@ -150,9 +164,10 @@ impl RequestHeaders {
         Self { entries }
     }
 
-    /// From `header_map`: a name may repeat (joined here with `,`, as in the `headers` map),
-    /// and a value may come as `raw_value` bytes. Linear in the number of entries, however
-    /// many a hostile caller sends.
+    /// From `header_map`: a name may repeat (joined here as Envoy joins the `headers` map
+    /// and its own header map: `cookie` with `; ` — RFC 9113 §8.2.3, RFC 6265 §4.2.1 — others
+    /// with `,`), and a value may come as `raw_value` bytes. Linear in the number of
+    /// entries, however many a hostile caller sends.
     fn from_header_map(entries: Vec<HeaderEntry>) -> Self {
         let mut index: HashMap<Bytes, usize> = HashMap::with_capacity(entries.len());
         let mut values: Vec<(Bytes, Vec<Bytes>)> = Vec::with_capacity(entries.len());
@@ -176,6 +191,8 @@ impl RequestHeaders {
             .map(|(key, mut parts)| {
                 let mut value = if parts.len() == 1 {
                     parts.swap_remove(0)
+                } else if key == "cookie" {
+                    Bytes::from(parts.join(&b"; "[..]))
                 } else {
                     Bytes::from(parts.join(&b","[..]))
                 };
@@ -189,17 +206,17 @@ impl RequestHeaders {
             .collect();
         Self { entries }
     }
-
-    /// The first entry called `name`.
-    fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|entry| entry.key == name)
-    }
 }
 
 impl HeaderSource for RequestHeaders {
-    fn header(&self, name: &str) -> Option<&str> {
-        let index = self.position(name.as_bytes())?;
-        std::str::from_utf8(&self.entries[index].value).ok()
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Names and values are UTF-8 once normalized; an entry that is not is skipped.
+        self.entries.iter().filter_map(|entry| {
+            Some((
+                std::str::from_utf8(&entry.key).ok()?,
+                std::str::from_utf8(&entry.value).ok()?,
+            ))
+        })
     }
 }
 
@@ -292,8 +309,59 @@ mod tests {
         });
         let headers = request.headers();
         assert_eq!(headers.header("authorization"), Some("Bearer abc"));
-        assert_eq!(headers.header("cookie"), Some("a=1,b=2"));
+        assert_eq!(headers.header("cookie"), Some("a=1; b=2"));
         assert_eq!(headers.header("x-bin"), Some("\u{fffd}\u{fffd}"));
+    }
+
+    #[test]
+    fn every_copy_of_a_token_reaches_extraction() {
+        use crate::config::TokenSources;
+        use crate::token::{TokenError, extract_token};
+        let sources = TokenSources {
+            header: None,
+            cookie: Some("access_token".to_owned()),
+        };
+        #[allow(deprecated)]
+        let value = |key: &str, value: &str| HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        };
+        for pairs in [
+            [
+                ("Authorization", "Bearer aaa"),
+                ("authorization", "Bearer bbb"),
+            ],
+            [
+                ("cookie", "access_token=aaa"),
+                ("Cookie", "access_token=bbb"),
+            ],
+            [
+                ("authorization", "Bearer aaa"),
+                ("cookie", "x=1,access_token=bbb"),
+            ],
+        ] {
+            let request = decode(HttpRequest {
+                header_map: Some(HeaderMap {
+                    headers: pairs.iter().map(|(k, v)| value(k, v)).collect(),
+                }),
+                ..HttpRequest::default()
+            });
+            assert_eq!(
+                extract_token(request.headers(), &sources, 1024),
+                Err(TokenError::MultipleTokens),
+                "{pairs:?}"
+            );
+        }
+        // A `headers` map entry repeated on the wire (Envoy never does) is seen twice too.
+        let headers = RequestHeaders::from_pairs([
+            ("authorization", "Bearer aaa"),
+            ("authorization", "Bearer bbb"),
+        ]);
+        assert_eq!(
+            extract_token(&headers, &sources, 1024),
+            Err(TokenError::MultipleTokens)
+        );
     }
 
     #[test]

@@ -46,7 +46,8 @@ fn rpc_status(code: tonic::Code, message: &str) -> Option<rpc::Status> {
     })
 }
 
-fn header(key: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
+/// A request or response header to set, with `action`.
+pub(super) fn header(key: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
     #[allow(deprecated)]
     HeaderValueOption {
         header: Some(HeaderValue {
@@ -170,6 +171,17 @@ pub fn denial_response(denial: &Denial, config: &ResponseConfig) -> CheckRespons
             "temporarily_unavailable",
             "the issuer's keys are unavailable; retry later",
         ),
+        // More than one token: the request is at fault, not a token (RFC 6750 §3.1).
+        Denial::InvalidToken(TokenError::MultipleTokens) => (
+            HttpStatusCode::BadRequest,
+            tonic::Code::InvalidArgument,
+            Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+                TokenError::MultipleTokens.description()
+            )),
+            "invalid_request",
+            TokenError::MultipleTokens.description(),
+        ),
         Denial::InvalidToken(error) => invalid_token(realm, error.description()),
         Denial::Revoked(..) => invalid_token(realm, rfc6750::REVOKED),
         Denial::Unavailable => (
@@ -249,6 +261,7 @@ mod tests {
         ResponseConfig {
             realm: "mesh".to_owned(),
             strip_headers: vec!["authorization".to_owned()],
+            strip_sources: None,
             claim_headers: BTreeMap::from([
                 ("sub".to_owned(), "x-jwt-sub".to_owned()),
                 ("email".to_owned(), "x-jwt-email".to_owned()),
@@ -347,6 +360,27 @@ mod tests {
             assert_eq!(body["error"], "invalid_token");
             assert_eq!(body["error_description"], description);
         }
+    }
+
+    #[test]
+    fn more_than_one_token_is_a_bad_request() {
+        let response =
+            denial_response(&Denial::InvalidToken(TokenError::MultipleTokens), &config());
+        assert_eq!(
+            response.status.as_ref().map(|s| s.code),
+            Some(tonic::Code::InvalidArgument as i32)
+        );
+        let denied = denied(&response);
+        assert_eq!(denied.status.as_ref().map(|s| s.code), Some(400));
+        assert_eq!(
+            header_of(&denied.headers, "www-authenticate"),
+            Some(
+                "Bearer realm=\"mesh\", error=\"invalid_request\", \
+                 error_description=\"the request carries more than one token\""
+            )
+        );
+        let body: serde_json::Value = serde_json::from_str(&denied.body).expect("json body");
+        assert_eq!(body["error"], "invalid_request");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::grpc::{CheckReply, CheckServer};
 use super::logout::LogoutRoutes;
 use super::request::CheckedRequest;
 use super::response::{denial_response, encoded_allow};
+use super::strip::{stripped_sources, with_part};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
 use crate::metrics::CheckMetrics;
@@ -70,7 +71,7 @@ impl AuthzService {
     pub async fn check(&self, request: CheckedRequest) -> CheckReply {
         let started = Instant::now();
         let now = unix_now();
-        let mut decision = self.decider.decide(request.headers(), now).await;
+        let mut decision = self.decider.decide(&request, now).await;
         // A logout request whose token is already revoked (a second ext_authz hop after the
         // first recorded the logout, or a client retry) still reaches the application's own
         // logout, without recording anything again.
@@ -101,7 +102,13 @@ impl AuthzService {
         }
         match &decision {
             Decision::Allow(token) => {
-                CheckReply::Encoded(encoded_allow(token, &self.response, self.response_id))
+                let allow = encoded_allow(token, &self.response, self.response_id);
+                let part = self
+                    .response
+                    .strip_sources
+                    .as_ref()
+                    .and_then(|sources| stripped_sources(&request, sources));
+                CheckReply::Encoded(with_part(allow, part))
             }
             Decision::Deny(denial) => {
                 CheckReply::Message(Box::new(denial_response(denial, &self.response)))

@@ -182,6 +182,7 @@ struct RawIssuer {
     backchannel_audiences: Option<Vec<String>>,
     #[serde(default)]
     allow_missing_iat: bool,
+    require_typ: Option<String>,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -355,6 +356,9 @@ pub struct ResponseConfig {
     /// Request headers removed before the request goes upstream: with
     /// `response.strip_authorization`, `authorization` and the configured `token.header`.
     pub strip_headers: Vec<String>,
+    /// With `response.strip_authorization`, the token sources whose every copy is removed
+    /// per request: other spellings of `token.header`, and `token.cookie` cut out of `cookie`.
+    pub strip_sources: Option<TokenSources>,
     /// Claim name → upstream request header (lowercase).
     pub claim_headers: BTreeMap<String, String>,
     /// Which verified claims go into the allow's `dynamic_metadata` (none by default).
@@ -414,6 +418,9 @@ pub struct IssuerConfig {
     /// Accept this issuer's tokens without `iat` (RFC 9068 makes it required). Revocations
     /// by identifier cannot be sure to outlive such tokens (README, *Revocations*).
     pub allow_missing_iat: bool,
+    /// The JOSE `typ` every access token of this issuer must carry (e.g. `at+jwt`); `None`
+    /// accepts no `typ`, `JWT` or `at+jwt` (see [`crate::token::typ`]).
+    pub require_typ: Option<String>,
 }
 
 /// The default authorization address.
@@ -785,6 +792,7 @@ fn validate_response(
     Ok(ResponseConfig {
         realm,
         strip_headers,
+        strip_sources: raw.strip_authorization.then(|| sources.clone()),
         claim_headers,
         dynamic_metadata: metadata::validate_metadata(raw.dynamic_metadata)?,
     })
@@ -917,6 +925,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
             "must be at least 1s (it budgets fetches triggered by unknown kids)",
         ));
     }
+    let require_typ = validate_require_typ(&key("require_typ"), raw.require_typ)?;
     Ok(IssuerConfig {
         issuer,
         audiences: raw.audiences,
@@ -926,7 +935,29 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         jwks_refresh_interval,
         jwks_min_refresh_interval,
         allow_missing_iat: raw.allow_missing_iat,
+        require_typ,
     })
+}
+
+/// `require_typ`: a media type (printable ASCII, no spaces) that does not name a non-access
+/// kind of token.
+fn validate_require_typ(key: &str, raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(typ) = raw else {
+        return Ok(None);
+    };
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(key, "must be a media type such as \"at+jwt\""));
+    }
+    if crate::token::typ::NON_ACCESS_TYPES
+        .iter()
+        .any(|other| crate::token::typ::same_type(&typ, other))
+    {
+        return Err(invalid(
+            key,
+            format!("{typ:?} is not a type of access token"),
+        ));
+    }
+    Ok(Some(typ))
 }
 
 fn validate_logout_routes(
@@ -1426,6 +1457,18 @@ algorithms = ["RS256", "ES256", "EdDSA"]
         for uri in ["https://idp.example.com/jwks", "http://127.0.0.1:8080/jwks"] {
             let text = ISSUER.replace("jwks = '{\"keys\": []}'", &format!("jwks_uri = \"{uri}\""));
             assert!(parse(&text).is_ok(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn require_typ_is_an_access_token_media_type() {
+        assert_eq!(parse(ISSUER).expect("valid").issuers[0].require_typ, None);
+        let with = |typ: &str| format!("{ISSUER}require_typ = {typ:?}\n");
+        let config = parse(&with("at+jwt")).expect("valid");
+        assert_eq!(config.issuers[0].require_typ.as_deref(), Some("at+jwt"));
+        for typ in ["", "at jwt", "logout+jwt", "application/secevent+jwt"] {
+            let error = error_of(&with(typ));
+            assert!(error.contains("issuers[0].require_typ"), "{typ}: {error}");
         }
     }
 }

@@ -328,6 +328,7 @@ fn validate_gtr(
                 jwks_refresh_interval: Duration::from_secs(300),
                 jwks_min_refresh_interval: Duration::from_secs(30),
                 allow_missing_iat: false,
+                require_typ: None,
             })
         }
     };
@@ -595,6 +596,7 @@ fn validate_stream(
             jwks_refresh_interval,
             jwks_min_refresh_interval,
             allow_missing_iat: false,
+            require_typ: None,
         },
         delivery,
         push_secret,

@@ -61,6 +61,17 @@ pub enum TokenError {
     /// (failed, too slow, or the fetch budget is spent). Retryable: the key may exist.
     #[error("issuer keys unavailable")]
     KeysUnavailable,
+    /// The JOSE header's `typ` names another kind of token (`logout+jwt`, `secevent+jwt`, …),
+    /// or not the issuer's `require_typ`.
+    #[error("not an access token (typ)")]
+    WrongType,
+    /// The JOSE header or the claims name a JSON member twice.
+    #[error("duplicate JSON member name")]
+    DuplicateMember,
+    /// The request carries more than one token, and they differ (RFC 6750 §2: one method, one
+    /// token); refused as a bad request, not as a bad token.
+    #[error("more than one token in the request")]
+    MultipleTokens,
 }
 
 impl TokenError {
@@ -84,6 +95,9 @@ impl TokenError {
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim(_) => "missing_claim",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::WrongType => "wrong_token_type",
+            Self::DuplicateMember => "duplicate_member",
+            Self::MultipleTokens => "multiple_tokens",
         }
     }
 
@@ -93,6 +107,7 @@ impl TokenError {
         match self {
             Self::Expired => "the token has expired",
             Self::NotYetValid => "the token is not yet valid",
+            Self::MultipleTokens => "the request carries more than one token",
             _ => "the token is invalid",
         }
     }
@@ -102,7 +117,7 @@ impl TokenError {
 mod tests {
     use super::TokenError;
 
-    const ALL: [TokenError; 17] = [
+    const ALL: [TokenError; 20] = [
         TokenError::Malformed,
         TokenError::TooLarge,
         TokenError::Encrypted,
@@ -120,6 +135,9 @@ mod tests {
         TokenError::WrongAudience,
         TokenError::MissingClaim("exp"),
         TokenError::KeysUnavailable,
+        TokenError::WrongType,
+        TokenError::DuplicateMember,
+        TokenError::MultipleTokens,
     ];
 
     #[test]
@@ -143,7 +161,10 @@ mod tests {
             "the token is not yet valid"
         );
         for error in ALL {
-            if !matches!(error, TokenError::Expired | TokenError::NotYetValid) {
+            if !matches!(
+                error,
+                TokenError::Expired | TokenError::NotYetValid | TokenError::MultipleTokens
+            ) {
                 assert_eq!(error.description(), "the token is invalid");
             }
         }

@@ -1,74 +1,272 @@
-//! Finding the bearer token in a request's headers: `Authorization: Bearer`, then the
-//! configured header, then the configured cookie.
+//! Finding the bearer token in a request's headers — `Authorization: Bearer`, the configured
+//! header, the configured cookie — under one rule: one request, one token.
+//!
+//! Every copy of a token that the request carries counts, wherever a parser could find it:
+//! each `Bearer` credential of `authorization` (repeated headers arrive joined with `,`),
+//! each value of the configured header (also under its `_`-for-`-` spellings, which
+//! CGI-style frameworks read as the same header: copies, never sources), and each cookie of the configured name — by RFC 6265
+//! (`;`-separated pairs, a `,` belongs to the value), and also as a lenient parser would
+//! read it (split on `,` too, names in any case). If the copies are not all byte-identical
+//! the request is refused ([`TokenError::MultipleTokens`]): whichever copy the application
+//! behind Envoy reads (first, last, cookie or header) is then the one that was checked. The
+//! token itself is taken only from a strict reading: `Authorization`, the configured header,
+//! or a cookie found by RFC 6265. An RFC 6750 §2.3 `access_token` query parameter is never
+//! a source, but a copy all the same (some frameworks read it).
 
 use super::TokenError;
 use crate::config::TokenSources;
+use std::borrow::Cow;
 
-/// A request's headers, looked up by lowercase name; a repeated header's values are joined
-/// with `,` (as in Envoy's ext_authz header map).
+/// The URI query parameter of RFC 6750 §2.3. Never a token source here, but a copy that an
+/// application may read: it must equal the token, and is stripped with the others.
+pub const QUERY_PARAMETER: &str = "access_token";
+
+/// A request's headers: (lowercase name, value) pairs. A name may come more than once, or
+/// with repeated values joined with `,` (as in Envoy's ext_authz `headers` map); both are
+/// read the same way. And, when known, its query string.
 pub trait HeaderSource {
-    /// The value of header `name` (lowercase), if present.
-    fn header(&self, name: &str) -> Option<&str>;
+    /// Every header, in any order.
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// The query string (after `?`, without it), when the source knows the request's path.
+    fn query(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    /// The first value of header `name` (lowercase), if present.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .find(|(header, _)| *header == name)
+            .map(|(_, value)| value)
+    }
 }
 
 #[cfg(test)]
 impl HeaderSource for std::collections::HashMap<String, String> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name).map(String::as_str)
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
     }
 }
 
-/// Finds the bearer token in a request's headers (lowercase names; repeated headers joined
-/// with `,`).
+impl HeaderSource for [(&str, &str)] {
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(name, value)| (*name, *value))
+    }
+}
+
+/// Finds the one bearer token of a request (see the module documentation for the rule; an
+/// RFC 6750 `access_token` query parameter, when the source knows the query, is a copy to
+/// compare, never the token).
 ///
-/// Looks at `authorization` (`Bearer <token>`, scheme case-insensitive; another scheme such as
-/// `Basic` counts as no bearer token), then the configured header (a raw token or
-/// `Bearer <token>`), then the configured cookie; the first source that holds a token wins.
-/// The token must be a single RFC 6750 `b64token`; anything else (a second token, a comma,
-/// whitespace inside) is [`TokenError::Malformed`]. A token longer than `max_bytes` is
-/// [`TokenError::TooLarge`], refused before its characters are examined.
+/// `Authorization` holds `Bearer <token>` credentials (scheme case-insensitive); one of
+/// another scheme (`Basic …`) is no bearer token, but mixed with a `Bearer` one it is
+/// [`TokenError::Malformed`]. The configured header holds raw tokens or `Bearer <token>`.
+/// Each token must be a single RFC 6750 `b64token` (else [`TokenError::Malformed`]) of at
+/// most `max_bytes` (else [`TokenError::TooLarge`], refused before its characters are
+/// examined). Copies that differ are [`TokenError::MultipleTokens`].
 ///
 /// `Ok(None)` means the request carries no token at all.
-pub fn extract_token<'a>(
-    headers: &'a (impl HeaderSource + ?Sized),
+pub fn extract_token<'a, H: HeaderSource + ?Sized>(
+    headers: &'a H,
     sources: &TokenSources,
     max_bytes: usize,
 ) -> Result<Option<&'a str>, TokenError> {
-    if let Some(value) = headers.header("authorization")
-        && let Some(token) = bearer(value, max_bytes)?
+    let mut copies = Copies::new(max_bytes);
+    for (_, value) in headers
+        .headers()
+        .filter(|(name, _)| *name == "authorization")
     {
-        return Ok(Some(token));
+        authorization_copies(value, &mut copies)?;
     }
-    if let Some(name) = &sources.header
-        && let Some(value) = headers.header(name)
-    {
-        let value = trim_ows(value);
-        if let Some(token) = bearer(value, max_bytes)? {
-            return Ok(Some(token));
-        }
-        if !value.is_empty() {
-            return single_token(value, max_bytes).map(Some);
+    if let Some(configured) = &sources.header {
+        let named = |name: &str| same_header_name(name, configured);
+        for (name, value) in headers.headers().filter(|(name, _)| named(name)) {
+            header_copies(value, name == configured, &mut copies)?;
         }
     }
-    if let Some(name) = &sources.cookie
-        && let Some(value) = headers.header("cookie").and_then(|c| find_cookie(c, name))
-        && !value.is_empty()
-    {
-        return single_token(value, max_bytes).map(Some);
+    if let Some(cookie) = &sources.cookie {
+        for (_, value) in headers.headers().filter(|(name, _)| *name == "cookie") {
+            cookie_copies(value, cookie, &mut copies)?;
+        }
     }
-    Ok(None)
+    if let (Some(first), Some(query)) = (copies.first, headers.query()) {
+        let differs = query_copies(&query).any(|copy| copy != first);
+        if differs {
+            return Err(TokenError::MultipleTokens);
+        }
+    }
+    Ok(copies.token)
 }
 
-/// `Bearer <token>` → the token; another scheme → `None`.
-fn bearer(value: &str, max_bytes: usize) -> Result<Option<&str>, TokenError> {
-    let value = trim_ows(value);
-    match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-            single_token(rest.trim_start_matches(' '), max_bytes).map(Some)
+/// The non-empty `access_token` parameters of a query string, decoded as forms are.
+pub fn query_copies(query: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, value)| name == QUERY_PARAMETER && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// The token copies seen so far: the first (all others must equal it) and the token, once a
+/// copy from a strict reading was seen.
+struct Copies<'a> {
+    first: Option<&'a str>,
+    token: Option<&'a str>,
+    max_bytes: usize,
+}
+
+impl<'a> Copies<'a> {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            first: None,
+            token: None,
+            max_bytes,
         }
-        None if value.eq_ignore_ascii_case("bearer") => Err(TokenError::Malformed),
-        _ => Ok(None),
     }
+
+    /// A copy from a strict reading: it must be a valid token.
+    fn token(&mut self, token: &'a str) -> Result<(), TokenError> {
+        let token = single_token(token, self.max_bytes)?;
+        self.also(token)?;
+        self.token = Some(token);
+        Ok(())
+    }
+
+    /// A copy that only a lenient parser would find: it must equal the others.
+    fn also(&mut self, copy: &'a str) -> Result<(), TokenError> {
+        match self.first {
+            None => {
+                self.first = Some(copy);
+                Ok(())
+            }
+            Some(first) if first == copy => Ok(()),
+            Some(_) => Err(TokenError::MultipleTokens),
+        }
+    }
+}
+
+/// The `Bearer` credentials of an `authorization` value (joined repeats split at `,`).
+fn authorization_copies<'a>(value: &'a str, copies: &mut Copies<'a>) -> Result<(), TokenError> {
+    let elements = || value.split(',').map(trim_ows).filter(|e| !e.is_empty());
+    if !elements().any(|element| bearer_scheme(element).is_some()) {
+        return Ok(());
+    }
+    for element in elements() {
+        match bearer_scheme(element) {
+            Some(token) => copies.token(token)?,
+            None => return Err(TokenError::Malformed),
+        }
+    }
+    Ok(())
+}
+
+/// `Bearer <rest>` → `rest` (empty for a bare `Bearer`); another scheme → `None`.
+fn bearer_scheme(element: &str) -> Option<&str> {
+    const SCHEME: &str = "bearer";
+    let scheme = element.get(..SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let rest = &element[SCHEME.len()..];
+    if rest.is_empty() {
+        Some(rest)
+    } else {
+        rest.strip_prefix(' ')
+            .map(|token| token.trim_start_matches(' '))
+    }
+}
+
+/// The tokens of a configured-header value: each `,`-separated element a raw token or
+/// `Bearer <token>`; tokens when the header is the configured one (`strict`), copies to
+/// compare when it is another spelling of it.
+fn header_copies<'a>(
+    value: &'a str,
+    strict: bool,
+    copies: &mut Copies<'a>,
+) -> Result<(), TokenError> {
+    for element in value.split(',').map(trim_ows).filter(|e| !e.is_empty()) {
+        let token = bearer_scheme(element).unwrap_or(element);
+        if strict {
+            copies.token(token)?;
+        } else {
+            copies.also(token)?;
+        }
+    }
+    Ok(())
+}
+
+/// The copies of cookie `name` in a `cookie` value: RFC 6265 pairs named exactly `name` are
+/// tokens; pieces a lenient parser would read as that cookie must equal them.
+fn cookie_copies<'a>(
+    value: &'a str,
+    name: &str,
+    copies: &mut Copies<'a>,
+) -> Result<(), TokenError> {
+    for (key, value) in value.split([';', ',']).filter_map(cookie_pair) {
+        if key.eq_ignore_ascii_case(name) && !value.is_empty() {
+            copies.also(value)?;
+        }
+    }
+    for (key, value) in value.split(';').filter_map(cookie_pair) {
+        if key == name && !value.is_empty() {
+            copies.token(value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `name=value` → the trimmed name and the trimmed value without surrounding quotes.
+fn cookie_pair(pair: &str) -> Option<(&str, &str)> {
+    let (key, value) = pair.split_once('=')?;
+    let value = trim_ows(value);
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    Some((trim_ows(key), value))
+}
+
+/// Whether header `name` is the configured header `configured`, also when some `-` are
+/// spelled `_` or the other way round (CGI, WSGI and nginx map both to the same variable).
+fn same_header_name(name: &str, configured: &str) -> bool {
+    let fold = |b: u8| if b == b'_' { b'-' } else { b };
+    name.len() == configured.len()
+        && name
+            .bytes()
+            .zip(configured.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
+}
+
+/// The `cookie` value without any pair in which a lenient parser could find cookie `name`
+/// (pairs kept as sent, joined with `; `); `None` when there is no such pair. Used to keep
+/// the token cookie from the application when token sources are stripped.
+pub fn cookie_without(value: &str, name: &str) -> Option<String> {
+    let holds_token = |pair: &str| {
+        pair.split(',')
+            .filter_map(cookie_pair)
+            .any(|(key, _)| key.eq_ignore_ascii_case(name))
+    };
+    if !value.split(';').any(holds_token) {
+        return None;
+    }
+    let kept: Vec<&str> = value
+        .split(';')
+        .filter(|pair| !holds_token(pair))
+        .map(trim_ows)
+        .filter(|pair| !pair.is_empty())
+        .collect();
+    Some(kept.join("; "))
+}
+
+/// The names under which the configured header `configured` appears in `headers` (its
+/// `_`/`-` spellings), other than `configured` itself.
+pub fn header_spellings<'a, H: HeaderSource + ?Sized>(
+    headers: &'a H,
+    configured: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .headers()
+        .map(|(name, _)| name)
+        .filter(move |name| *name != configured && same_header_name(name, configured))
 }
 
 /// The characters of an RFC 6750 `b64token` (before its trailing `=`s).
@@ -102,25 +300,6 @@ fn single_token(token: &str, max_bytes: usize) -> Result<&str, TokenError> {
     }
 }
 
-/// The value of the first cookie called `name` in a `cookie` header (RFC 6265 `name=value`
-/// pairs separated by `;`; Envoy may also have joined several `cookie` headers with `,`,
-/// which a cookie value cannot contain). Surrounding double quotes are removed.
-fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split([';', ',']).find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        if trim_ows(key) != name {
-            return None;
-        }
-        let value = trim_ows(value);
-        Some(
-            value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value),
-        )
-    })
-}
-
 fn trim_ows(value: &str) -> &str {
     value.trim_matches([' ', '\t'])
 }
@@ -128,16 +307,9 @@ fn trim_ows(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl";
-
-    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    const OTHER: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ5In0.c2lnbmF0dXJl";
 
     fn sources() -> TokenSources {
         TokenSources {
@@ -146,29 +318,27 @@ mod tests {
         }
     }
 
+    /// Extracts from these headers, in this order, repeats kept.
     fn extract(pairs: &[(&str, &str)]) -> Result<Option<String>, TokenError> {
-        let map = headers(pairs);
-        extract_token(&map, &sources(), 1024).map(|t| t.map(str::to_owned))
+        extract_token(pairs, &sources(), 1024).map(|t| t.map(str::to_owned))
+    }
+
+    fn ok(token: &str) -> Result<Option<String>, TokenError> {
+        Ok(Some(token.to_owned()))
     }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
             let value = format!("{scheme} {JWT}");
-            assert_eq!(
-                extract(&[("authorization", &value)]),
-                Ok(Some(JWT.to_owned()))
-            );
+            assert_eq!(extract(&[("authorization", &value)]), ok(JWT));
         }
     }
 
     #[test]
     fn extra_spaces_around_the_token_are_tolerated() {
         let value = format!("  Bearer   {JWT} ");
-        assert_eq!(
-            extract(&[("authorization", &value)]),
-            Ok(Some(JWT.to_owned()))
-        );
+        assert_eq!(extract(&[("authorization", &value)]), ok(JWT));
     }
 
     #[test]
@@ -179,22 +349,26 @@ mod tests {
 
     #[test]
     fn basic_and_other_schemes_are_not_bearer_tokens() {
-        assert_eq!(
-            extract(&[("authorization", "Basic dXNlcjpwYXNz")]),
-            Ok(None)
-        );
-        assert_eq!(extract(&[("authorization", "Negotiate abc")]), Ok(None));
-        assert_eq!(extract(&[("authorization", "Bearerx abc")]), Ok(None));
-        assert_eq!(extract(&[("authorization", "")]), Ok(None));
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Negotiate abc",
+            "Bearerx abc",
+            "",
+            "Digest username=\"a\", realm=\"b\"",
+            "Basic a,Basic b",
+            "Bearer\tabc",
+        ] {
+            assert_eq!(extract(&[("authorization", value)]), Ok(None), "{value}");
+        }
     }
 
     #[test]
     fn two_tokens_commas_and_inner_whitespace_are_malformed() {
         for value in [
             format!("Bearer {JWT} {JWT}"),
-            format!("Bearer {JWT},Bearer {JWT}"),
             format!("Bearer {JWT},{JWT}"),
             format!("Bearer {JWT}\t{JWT}"),
+            format!("Basic dXNlcjpwYXNz,Bearer {JWT}"),
             "Bearer".to_owned(),
             "Bearer ".to_owned(),
             "Bearer a=b".to_owned(),
@@ -210,12 +384,37 @@ mod tests {
     }
 
     #[test]
+    fn hostile_text_is_refused_or_ignored_without_panicking() {
+        for value in [
+            "Bea\u{e9}",
+            "Beare\u{e9} x",
+            "bearer\u{e9}x",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            ",,,,",
+            "Bearer ,",
+            ";=;=,=",
+        ] {
+            for name in [
+                "authorization",
+                "x-access-token",
+                "x_access_token",
+                "cookie",
+            ] {
+                let _ = extract(&[(name, value)]);
+            }
+            let _ = cookie_without(value, "access_token");
+        }
+        assert_eq!(
+            extract(&[("authorization", "Bearer ,")]),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(extract(&[("cookie", ";=;=,=")]), Ok(None));
+    }
+
+    #[test]
     fn b64token_charset_and_trailing_padding_are_accepted() {
         let value = "Bearer aZ09-._~+/==";
-        assert_eq!(
-            extract(&[("authorization", value)]),
-            Ok(Some("aZ09-._~+/==".to_owned()))
-        );
+        assert_eq!(extract(&[("authorization", value)]), ok("aZ09-._~+/=="));
     }
 
     #[test]
@@ -243,21 +442,15 @@ mod tests {
 
     #[test]
     fn configured_header_holds_a_raw_or_bearer_token() {
-        assert_eq!(
-            extract(&[("x-access-token", JWT)]),
-            Ok(Some(JWT.to_owned()))
-        );
+        assert_eq!(extract(&[("x-access-token", JWT)]), ok(JWT));
         let value = format!("Bearer {JWT}");
-        assert_eq!(
-            extract(&[("x-access-token", &value)]),
-            Ok(Some(JWT.to_owned()))
-        );
+        assert_eq!(extract(&[("x-access-token", &value)]), ok(JWT));
         assert_eq!(extract(&[("x-access-token", "")]), Ok(None));
         assert_eq!(
             extract(&[("x-access-token", "Basic abc")]),
             Err(TokenError::Malformed)
         );
-        let two = format!("{JWT},{JWT}");
+        let two = format!("{JWT} {JWT}");
         assert_eq!(
             extract(&[("x-access-token", &two)]),
             Err(TokenError::Malformed)
@@ -265,38 +458,142 @@ mod tests {
     }
 
     #[test]
-    fn configured_header_is_ignored_when_not_configured() {
-        let map = headers(&[("x-access-token", JWT)]);
+    fn another_spelling_of_the_configured_header_is_a_copy_not_a_source() {
+        assert_eq!(extract(&[("x_access_token", JWT)]), Ok(None));
+        assert_eq!(extract(&[("x-access_token", JWT)]), Ok(None));
         assert_eq!(
-            extract_token(&map, &TokenSources::default(), 1024),
+            extract(&[("x_access_token", JWT), ("x-access-token", JWT)]),
+            ok(JWT)
+        );
+    }
+
+    #[test]
+    fn configured_header_is_ignored_when_not_configured() {
+        let pairs: &[(&str, &str)] = &[("x-access-token", JWT), ("cookie", "access_token=x")];
+        assert_eq!(
+            extract_token(pairs, &TokenSources::default(), 1024),
             Ok(None)
         );
     }
 
     #[test]
-    fn authorization_wins_over_header_and_cookie() {
+    fn the_same_token_in_several_places_is_one_token() {
         let auth = format!("Bearer {JWT}");
-        let cookie = "access_token=b.b.b";
-        assert_eq!(
-            extract(&[
-                ("authorization", &auth),
-                ("x-access-token", "a.a.a"),
-                ("cookie", cookie)
-            ]),
-            Ok(Some(JWT.to_owned()))
-        );
-        assert_eq!(
-            extract(&[
-                ("authorization", "Basic dXNlcjpwYXNz"),
-                ("x-access-token", "a.a.a"),
-                ("cookie", cookie)
-            ]),
-            Ok(Some("a.a.a".to_owned()))
-        );
-        assert_eq!(
-            extract(&[("authorization", "Basic dXNlcjpwYXNz"), ("cookie", cookie)]),
-            Ok(Some("b.b.b".to_owned()))
-        );
+        let cookie = format!("theme=dark; access_token={JWT}");
+        let joined = format!("Bearer {JWT},Bearer {JWT}");
+        for pairs in [
+            vec![
+                ("authorization", auth.as_str()),
+                ("cookie", cookie.as_str()),
+            ],
+            vec![("authorization", auth.as_str()), ("x-access-token", JWT)],
+            vec![
+                ("authorization", auth.as_str()),
+                ("authorization", auth.as_str()),
+            ],
+            vec![("authorization", joined.as_str())],
+            vec![("x-access-token", JWT), ("x_access_token", auth.as_str())],
+        ] {
+            assert_eq!(extract(&pairs), ok(JWT), "{pairs:?}");
+        }
+        let two = format!("{JWT},{JWT}");
+        assert_eq!(extract(&[("x-access-token", &two)]), ok(JWT));
+        let twice = format!("access_token={JWT}; access_token=\"{JWT}\"");
+        assert_eq!(extract(&[("cookie", &twice)]), ok(JWT));
+    }
+
+    #[test]
+    fn different_tokens_in_one_request_are_refused() {
+        let auth = |t: &str| format!("Bearer {t}");
+        let cookie = |t: &str| format!("access_token={t}");
+        let cases: Vec<Vec<(&str, String)>> = vec![
+            // One of each place.
+            vec![("authorization", auth(JWT)), ("cookie", cookie(OTHER))],
+            vec![
+                ("authorization", auth(JWT)),
+                ("x-access-token", OTHER.into()),
+            ],
+            vec![("x-access-token", JWT.into()), ("cookie", cookie(OTHER))],
+            // One place twice: repeated headers, joined values, two cookies.
+            vec![("authorization", auth(JWT)), ("authorization", auth(OTHER))],
+            vec![("authorization", format!("Bearer {JWT},Bearer {OTHER}"))],
+            vec![("x-access-token", format!("{JWT},{OTHER}"))],
+            vec![
+                ("x-access-token", JWT.into()),
+                ("x_access_token", OTHER.into()),
+            ],
+            vec![(
+                "cookie",
+                format!("access_token={JWT}; access_token={OTHER}"),
+            )],
+            vec![("cookie", cookie(JWT)), ("cookie", cookie(OTHER))],
+            // Where only a lenient cookie parser looks: after a comma, in another case.
+            vec![(
+                "cookie",
+                format!("theme=dark,access_token={JWT}; access_token={OTHER}"),
+            )],
+            vec![(
+                "cookie",
+                format!("theme=dark,access_token={OTHER}; access_token={JWT}"),
+            )],
+            vec![(
+                "cookie",
+                format!("access_token={JWT}; Access_Token={OTHER}"),
+            )],
+            vec![("cookie", format!("access_token={JWT},access_token={OTHER}"))],
+        ];
+        for case in cases {
+            let pairs: Vec<(&str, &str)> = case.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                extract(&pairs),
+                Err(TokenError::MultipleTokens),
+                "{pairs:?}"
+            );
+            let reversed: Vec<(&str, &str)> = pairs.iter().rev().copied().collect();
+            assert_eq!(
+                extract(&reversed),
+                Err(TokenError::MultipleTokens),
+                "{reversed:?}"
+            );
+        }
+    }
+
+    /// Headers and a query string.
+    struct WithQuery<'a>(&'a [(&'a str, &'a str)], &'a str);
+
+    impl HeaderSource for WithQuery<'_> {
+        fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.0.headers()
+        }
+
+        fn query(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.1))
+        }
+    }
+
+    #[test]
+    fn an_access_token_query_parameter_is_a_copy_never_the_token() {
+        let auth = format!("Bearer {JWT}");
+        let extract = |pairs: &[(&str, &str)], query: &str| {
+            extract_token(&WithQuery(pairs, query), &sources(), 1024).map(|t| t.map(str::to_owned))
+        };
+        let same = format!("a=1&access_token={JWT}");
+        assert_eq!(extract(&[("authorization", &auth)], &same), ok(JWT));
+        for query in [
+            format!("access_token={OTHER}"),
+            format!("access_token={JWT}&access_token={OTHER}"),
+            format!("x=1&access_token={}", OTHER.replace('.', "%2E")),
+        ] {
+            assert_eq!(
+                extract(&[("authorization", &auth)], &query),
+                Err(TokenError::MultipleTokens),
+                "{query}"
+            );
+        }
+        // Alone, it is no token; other parameters and an empty one do not count.
+        assert_eq!(extract(&[], &same), Ok(None));
+        let other = format!("token={OTHER}&access_token=&Access_Token={OTHER}");
+        assert_eq!(extract(&[("authorization", &auth)], &other), ok(JWT));
     }
 
     #[test]
@@ -308,18 +605,60 @@ mod tests {
     }
 
     #[test]
-    fn cookie_is_parsed_by_name() {
-        let cookie = format!("other=1; xaccess_token=2; access_token={JWT}; access_token=second");
-        assert_eq!(extract(&[("cookie", &cookie)]), Ok(Some(JWT.to_owned())));
+    fn cookies_are_parsed_as_rfc_6265_says() {
+        let cookie = format!("other=1; xaccess_token=2; access_token={JWT}; access_tokens=3");
+        assert_eq!(extract(&[("cookie", &cookie)]), ok(JWT));
         let quoted = format!("access_token=\"{JWT}\"");
-        assert_eq!(extract(&[("cookie", &quoted)]), Ok(Some(JWT.to_owned())));
-        let joined = format!("a=1; b=2,access_token={JWT}");
-        assert_eq!(extract(&[("cookie", &joined)]), Ok(Some(JWT.to_owned())));
+        assert_eq!(extract(&[("cookie", &quoted)]), ok(JWT));
+        let spaced = format!(" a=1 ;access_token = {JWT} ;b=2");
+        assert_eq!(extract(&[("cookie", &spaced)]), ok(JWT));
+        // A comma is part of a value: this is one cookie named `theme`, and no token.
+        let inside = format!("theme=dark,access_token={JWT}");
+        assert_eq!(extract(&[("cookie", &inside)]), Ok(None));
+        // Names are case-sensitive: `Access_Token` alone is not the token cookie.
+        let upper = format!("Access_Token={JWT}");
+        assert_eq!(extract(&[("cookie", &upper)]), Ok(None));
         assert_eq!(extract(&[("cookie", "access_tokens=x; token=y")]), Ok(None));
         assert_eq!(extract(&[("cookie", "access_token=")]), Ok(None));
         assert_eq!(
             extract(&[("cookie", "access_token=a b")]),
             Err(TokenError::Malformed)
         );
+        let comma = format!("access_token={JWT},x");
+        assert_eq!(extract(&[("cookie", &comma)]), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_token_cookie_is_cut_out_of_the_cookie_header() {
+        let cases = [
+            ("a=1; access_token=T; b=2", Some("a=1; b=2")),
+            ("access_token=T", Some("")),
+            ("access_token=T; access_token=T", Some("")),
+            ("a=1;access_token=T", Some("a=1")),
+            ("theme=dark,access_token=T; b=2", Some("b=2")),
+            ("ACCESS_TOKEN=T; b=2", Some("b=2")),
+            ("a=1; b=2", None),
+            ("access_tokens=1", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                cookie_without(value, "access_token").as_deref(),
+                expected,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_the_configured_header_are_listed() {
+        let pairs: &[(&str, &str)] = &[
+            ("x-access-token", "a"),
+            ("x_access_token", "a"),
+            ("x-access_token", "a"),
+            ("x-access-tokens", "a"),
+        ];
+        let names: Vec<&str> = header_spellings(pairs, "x-access-token").collect();
+        assert_eq!(names, ["x_access_token", "x-access_token"]);
     }
 }

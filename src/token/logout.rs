@@ -4,6 +4,7 @@
 //! `sid` and/or `sub`, a `jti`, no `nonce`). Replay (`jti` seen before) is the caller's check.
 
 use super::TokenError;
+use super::typ::{header_typ, same_type};
 use super::verify::{Signed, Verifier};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -158,18 +159,10 @@ impl Verifier {
 }
 
 fn check_typ(header: &Map<String, Value>) -> Result<(), LogoutTokenError> {
-    match header.get("typ") {
+    match header_typ(header)? {
         None => Ok(()),
-        Some(Value::String(typ)) => {
-            let typ = typ.to_ascii_lowercase();
-            let typ = typ.strip_prefix("application/").unwrap_or(&typ);
-            if typ == "logout+jwt" || typ == "jwt" {
-                Ok(())
-            } else {
-                Err(LogoutTokenError::NotALogoutToken)
-            }
-        }
-        Some(_) => Err(TokenError::Malformed.into()),
+        Some(typ) if same_type(typ, "logout+jwt") || same_type(typ, "jwt") => Ok(()),
+        Some(_) => Err(LogoutTokenError::NotALogoutToken),
     }
 }
 

@@ -3,6 +3,8 @@
 //! - [`extract`]: the token from `Authorization: Bearer`, a configured header or cookie.
 //! - [`verify`]: the [`Verifier`]: structure, header, issuer, algorithm, signature, claims.
 //! - [`logout`]: verifying OIDC back-channel logout tokens.
+//! - [`json`]: strict JSON for JOSE headers and claims (no duplicate names, bounded depth).
+//! - [`typ`]: the JOSE `typ` rule (access tokens only on Check).
 //! - [`keys`]: each issuer's keys (JWKS file, inline, or `jwks_uri` kept fresh; HMAC secret).
 //! - [`claims`]: the [`Claims`] of a token and its revocation identifier.
 //! - [`cache`]: the [`VerifiedCache`] of verified tokens, each entry ending at the token's `exp`.
@@ -13,9 +15,11 @@ pub mod cache;
 pub mod claims;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod keys;
 pub mod logout;
 pub mod memo;
+pub mod typ;
 pub mod verify;
 
 #[cfg(test)]

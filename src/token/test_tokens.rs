@@ -187,6 +187,7 @@ pub(crate) fn issuer_with_jwks(keys: KeySource) -> IssuerConfig {
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
         allow_missing_iat: false,
+        require_typ: None,
     }
 }
 
@@ -201,6 +202,7 @@ pub(crate) fn hmac_issuer() -> IssuerConfig {
         jwks_refresh_interval: Duration::from_secs(3600),
         jwks_min_refresh_interval: Duration::from_secs(3600),
         allow_missing_iat: false,
+        require_typ: None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Verifying a compact JWS access token: structure, header, issuer, algorithm, signature,
 //! audience and lifetime, each step bounded in work and memory.
 
+use super::json::{JsonError, parse_object};
 use super::keys::{IssuerKeys, KeyError};
+use super::typ::check_access_typ;
 use super::{Claims, TokenError, VerifiedToken};
 use crate::config::IssuerConfig;
 use base64::Engine as _;
@@ -123,10 +125,11 @@ impl Verifier {
     ) -> Result<VerifiedToken, TokenError> {
         let Signed {
             issuer,
+            header,
             claims: all,
             payload,
-            ..
         } = self.verify_signed(token).await?;
+        check_access_typ(&header, issuer.require_typ.as_deref())?;
         let claims = Claims::from_map(all)?;
         if !claims.aud.iter().any(|aud| issuer.audiences.contains(aud)) {
             return Err(TokenError::WrongAudience);
@@ -171,9 +174,7 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let payload = decode_part(payload_b64)?;
-        let Ok(Value::Object(all)) = serde_json::from_slice::<Value>(&payload) else {
-            return Err(TokenError::Malformed);
-        };
+        let all = parse_object(&payload).map_err(json_error)?;
         // Read unverified, only to choose whose keys to check the signature with.
         let issuer = match all.get("iss") {
             Some(Value::String(iss)) => self
@@ -243,9 +244,14 @@ fn decode_header(header_b64: &str) -> Result<Map<String, Value>, TokenError> {
     if header_b64.is_empty() || header_b64.len() > MAX_HEADER_CHARS {
         return Err(TokenError::Malformed);
     }
-    match serde_json::from_slice(&decode_part(header_b64)?) {
-        Ok(Value::Object(header)) => Ok(header),
-        _ => Err(TokenError::Malformed),
+    parse_object(&decode_part(header_b64)?).map_err(json_error)
+}
+
+/// A JOSE header or claims set refused by [`parse_object`], as a token error.
+fn json_error(error: JsonError) -> TokenError {
+    match error {
+        JsonError::Invalid => TokenError::Malformed,
+        JsonError::DuplicateMember => TokenError::DuplicateMember,
     }
 }
 
