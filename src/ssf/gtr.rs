@@ -91,10 +91,10 @@ impl CallerVerifier {
         };
         let object = |part: &str| -> Result<Map<String, Value>, &'static str> {
             let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| "not base64url")?;
-            match serde_json::from_slice(&bytes) {
-                Ok(Value::Object(map)) => Ok(map),
-                _ => Err("not a JSON object"),
-            }
+            crate::token::json::parse_object(&bytes).map_err(|error| match error {
+                crate::token::json::JsonError::DuplicateMember => "a member name appears twice",
+                crate::token::json::JsonError::Invalid => "not a JSON object",
+            })
         };
         let header = object(header_b64)?;
         if header.contains_key("crit") || header.contains_key("enc") {

@@ -97,14 +97,19 @@ fn object(part: &str, what: &'static str) -> Result<Map<String, Value>, SetError
             "the payload is not base64url"
         })
     })?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(SetError::Malformed(if what == "header" {
-            "the header is not a JSON object"
-        } else {
-            "the payload is not a JSON object"
-        })),
-    }
+    // One reading only: a member named twice is refused, as in access tokens.
+    crate::token::json::parse_object(&bytes).map_err(|error| {
+        SetError::Malformed(match (error, what == "header") {
+            (crate::token::json::JsonError::DuplicateMember, true) => {
+                "the header names a member twice"
+            }
+            (crate::token::json::JsonError::DuplicateMember, false) => {
+                "the payload names a member twice"
+            }
+            (crate::token::json::JsonError::Invalid, true) => "the header is not a JSON object",
+            (crate::token::json::JsonError::Invalid, false) => "the payload is not a JSON object",
+        })
+    })
 }
 
 fn check_header(header: &Map<String, Value>) -> Result<(Algorithm, Option<String>), SetError> {

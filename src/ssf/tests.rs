@@ -15,6 +15,8 @@ use crate::revocation::{Lookup, Replica, RevocationKey, RevocationKind, Store, T
 use crate::store::embedded::EmbeddedStore;
 use crate::token::test_tokens::*;
 use crate::token::{TimeRule, Verifier};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -638,6 +640,17 @@ fn hostile_sets_are_refused_with_the_right_code() {
         parse(&[0xff, 0xfe]).map(|_| ()),
         Err(SetError::Malformed("not UTF-8"))
     );
+    // A member named twice has two readings: refused, in the payload as in the header.
+    let payload = serde_json::to_string(&good).expect("json");
+    let doubled = format!(r#"{{"jti":"other",{}"#, &payload[1..]);
+    let encode = |text: &str| URL_SAFE_NO_PAD.encode(text.as_bytes());
+    let header_text = serde_json::to_string(&header).expect("json");
+    let doubled_header = format!(r#"{{"typ":"JWT",{}"#, &header_text[1..]);
+    for (head, body) in [(&header_text, &doubled), (&doubled_header, &payload)] {
+        let set = format!("{}.{}.c2ln", encode(head), encode(body));
+        let refused = parse(set.as_bytes()).expect_err("a member named twice");
+        assert_eq!(refused.code(), "invalid_request", "{refused}");
+    }
     // Subject nesting, and subjects without the members their format needs.
     let deep = json!({"format": "complex", "user": {"format": "complex", "user":
         {"format": "complex", "user": iss_sub("a")}}});
