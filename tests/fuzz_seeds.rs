@@ -476,6 +476,16 @@ fn accepted(
                 Err(_) => false,
             }
         }
+        "set_parse" => {
+            // `header JSON \0 claims JSON`, encoded as the target does (dummy signature).
+            let nul = seed.iter().position(|&b| b == 0).expect("a NUL in the seed");
+            let set = format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode(&seed[..nul]),
+                URL_SAFE_NO_PAD.encode(&seed[nul + 1..])
+            );
+            jwt_revoker::ssf::secevent::parse(set.as_bytes()).is_ok()
+        }
         "config" => Config::parse(
             &text(),
             Path::new("seed.toml"),
@@ -520,6 +530,7 @@ fn fuzz_seeds_do_what_their_names_say() {
         "check_request",
         "admin_form",
         "config",
+        "set_parse",
     ] {
         let dir = seeds_dir().join(target);
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -548,7 +559,7 @@ fn fuzz_seeds_do_what_their_names_say() {
         }
     }
     assert!(
-        counts.values().all(|&n| n >= 2) && counts.len() == 6,
+        counts.values().all(|&n| n >= 2) && counts.len() == 7,
         "every target has seeds: {counts:?}"
     );
 }

@@ -159,13 +159,18 @@ impl FeedService {
                 next = followed.recv() => next,
             };
             let sent = match next {
-                Ok(Followed::Changes(changes, next)) => {
+                Ok(Followed::Changes(changes, from, next)) if from == position => {
                     position = next;
                     events.send(changes_event(&changes, &position)).await
                 }
-                // The replica reloaded (after a gap, or its periodic resync) or this watcher
-                // fell behind: changes may have been skipped; read them from the store.
-                Ok(Followed::Reloaded(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                // A batch that does not start where this watcher stands (one it already read
+                // while catching up, or one after a skipped batch), a reload of the replica
+                // (after a gap, or its periodic resync), or a watcher that fell behind:
+                // read from the store what follows this watcher's position, so that nothing
+                // is sent twice or out of order (a repeated older delete could undo a newer
+                // revocation) and nothing is skipped.
+                Ok(Followed::Changes(..) | Followed::Reloaded(_))
+                | Err(broadcast::error::RecvError::Lagged(_)) => {
                     match self.catch_up(position, events).await {
                         Some(caught_up) => {
                             position = caught_up;

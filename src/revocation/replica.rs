@@ -52,9 +52,10 @@ impl ReplicaHealth {
 /// ([`Replica::followed`]) so that the store is tailed once per server, not once per watcher.
 #[derive(Debug, Clone)]
 pub enum Followed {
-    /// Changes read from the feed (possibly none: a poll that found nothing), and the
-    /// position after them.
-    Changes(Arc<[Change]>, FeedPosition),
+    /// Changes read from the feed (possibly none: a poll that found nothing), the position
+    /// they were read from, and the position after them. A watcher relays a batch only when
+    /// it starts where the watcher stands, so nothing is relayed twice or out of order.
+    Changes(Arc<[Change]>, FeedPosition, FeedPosition),
     /// A snapshot was (re)loaded, tailed from this position: changes before it may not have
     /// been relayed.
     Reloaded(FeedPosition),
@@ -376,9 +377,11 @@ impl Replica {
                         }
                         self.heard();
                         if self.followed.receiver_count() > 0 {
-                            let _ = self
-                                .followed
-                                .send(Followed::Changes(changes.into(), next.clone()));
+                            let _ = self.followed.send(Followed::Changes(
+                                changes.into(),
+                                position.clone(),
+                                next.clone(),
+                            ));
                         }
                         position = next;
                     }
