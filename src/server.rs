@@ -6,7 +6,7 @@
 
 use crate::admin::{AdminService, Revoker, http as admin_http, pb as admin_pb};
 use crate::authz::{AuthzService, Decider, LogoutRoutes};
-use crate::config::{AdminAuth, Config, PortTls, RedisTopology, StoreConfig};
+use crate::config::{AdminAuth, Config, PortTls, StoreConfig};
 use crate::metrics::replica::ReplicaCollector;
 use crate::metrics::{AdminRpcLayer, CheckMetrics, MeteredStore};
 use crate::not_found::UnknownPaths;
@@ -14,7 +14,7 @@ use crate::replication::FeedService;
 use crate::report::error_chain;
 use crate::revocation::{Replica, ReplicaHealth, Store, StoreError};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::store::redis::{RedisOptions, RedisStore, Topology};
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::tls;
 use crate::token::{KeyError, VerifiedCache, Verifier};
 use prometheus_client::metrics::counter::Counter;
@@ -115,8 +115,7 @@ pub async fn open_store(
                 replication_timeout: redis.replication_timeout,
                 ..RedisOptions::default()
             };
-            let topology = redis_topology(&redis.topology);
-            Arc::new(RedisStore::connect_to(&topology, &redis.key_prefix, options).await?)
+            Arc::new(RedisStore::connect_to(&redis.topology, &redis.key_prefix, options).await?)
         }
         StoreConfig::Embedded { data_dir } => {
             let options = EmbeddedOptions {
@@ -126,25 +125,6 @@ pub async fn open_store(
             Arc::new(EmbeddedStore::open_with(data_dir, options)?)
         }
     })
-}
-
-/// The store's view of the configured Redis topology.
-fn redis_topology(config: &RedisTopology) -> Topology {
-    match config.clone() {
-        RedisTopology::Standalone { url } => Topology::Standalone { url },
-        RedisTopology::Sentinel {
-            sentinels,
-            master,
-            sentinel_password,
-            password,
-        } => Topology::Sentinel {
-            sentinels,
-            master,
-            sentinel_password,
-            password,
-        },
-        RedisTopology::Cluster { nodes, password } => Topology::Cluster { nodes, password },
-    }
 }
 
 /// The rustls settings of a port with TLS, offering `alpn`; `None` without TLS.

@@ -478,7 +478,10 @@ fn accepted(
         }
         "set_parse" => {
             // `header JSON \0 claims JSON`, encoded as the target does (dummy signature).
-            let nul = seed.iter().position(|&b| b == 0).expect("a NUL in the seed");
+            let nul = seed
+                .iter()
+                .position(|&b| b == 0)
+                .expect("a NUL in the seed");
             let set = format!(
                 "{}.{}.c2ln",
                 URL_SAFE_NO_PAD.encode(&seed[..nul]),

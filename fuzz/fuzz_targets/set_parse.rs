@@ -31,10 +31,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // What parse promises: the signing input is the first two parts, one event, a jti.
-    let text = std::str::from_utf8(&compact).expect("a parsed SET is UTF-8").trim();
-    assert!(text.starts_with(&parsed.signing_input), "signing input not the SET's prefix");
+    let text = std::str::from_utf8(&compact)
+        .expect("a parsed SET is UTF-8")
+        .trim();
+    assert!(
+        text.starts_with(&parsed.signing_input),
+        "signing input not the SET's prefix"
+    );
     assert!(!parsed.claims.jti.is_empty(), "a SET without jti");
-    assert!(!parsed.claims.event_type.is_empty(), "a SET without an event type");
+    assert!(
+        !parsed.claims.event_type.is_empty(),
+        "a SET without an event type"
+    );
     assert!(!SET_TYP.is_empty());
     for opaque_means in [OpaqueMeans::ByEvent, OpaqueMeans::Sid, OpaqueMeans::Sub] {
         let policy = Policy {

@@ -49,33 +49,9 @@ pub struct RedisConfig {
     pub replication_timeout: Duration,
 }
 
-/// How Redis is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTopology {
-    /// One server (`store.url`), possibly with replicas nobody fails over to.
-    Standalone {
-        /// `redis://` or `rediss://` URL, password included.
-        url: String,
-    },
-    /// The master that Sentinel names.
-    Sentinel {
-        /// The sentinels' URLs (`store.sentinels`).
-        sentinels: Vec<String>,
-        /// The monitored master's name (`store.sentinel_master`).
-        master: String,
-        /// The sentinels' password (`store.sentinel_password`; else each URL's own).
-        sentinel_password: Option<String>,
-        /// The data nodes' password (`store.password`).
-        password: Option<String>,
-    },
-    /// A Redis Cluster, found from seed nodes.
-    Cluster {
-        /// Seed nodes' URLs (`store.cluster_nodes`).
-        nodes: Vec<String>,
-        /// The nodes' password (`store.password`; else the URLs').
-        password: Option<String>,
-    },
-}
+/// How Redis is reached: the store's own type (its `Debug` hides passwords), so that the
+/// configuration is handed to the store as parsed.
+pub use crate::store::redis::Topology as RedisTopology;
 
 /// How long a write waits for its replicas unless `store.replication_timeout` says otherwise.
 pub const DEFAULT_REPLICATION_TIMEOUT: Duration = Duration::from_millis(500);
