@@ -64,6 +64,18 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
     let bob = tokens::valid("bob");
     let (allowed, _) = envoy.wait_for_status(&alice, 200);
     assert_eq!(allowed.status, 200);
+    // The server's lifetime rule holds in the module too, so that a revocation by session,
+    // subject or client outlives every token it covers: no iat, or exp - iat beyond
+    // max_token_lifetime (24h by default), is refused.
+    let mut no_iat = tokens::claims("alice");
+    no_iat.as_object_mut().expect("claims object").remove("iat");
+    let mut long_lived = tokens::claims("alice");
+    long_lived["exp"] = json!(tokens::now() + 7 * 24 * 3600);
+    for (claims, details) in [(no_iat, "no iat"), (long_lived, "lives longer")] {
+        let refused = envoy.get(&tokens::rs256(&claims), &[]);
+        assert_eq!(refused.status, 401, "{details}: {}", refused.text());
+        assert!(refused.text().contains(details), "{}", refused.text());
+    }
     let seen = upstream
         .last_request()
         .expect("the upstream saw the request");
@@ -111,7 +123,11 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
 fn forged_claim_headers_cannot_bypass_the_check() {
     let (server, _token_dir) = feed_server();
     let upstream = TestUpstream::start();
-    let envoy = ModuleEnvoy::start(upstream.port(), &module_config(&server, json!({})));
+    // This issuer's tokens may come without `iat` here (the server's allow_missing_iat).
+    let envoy = ModuleEnvoy::start(
+        upstream.port(),
+        &module_config(&server, json!({"allow_missing_iat": true})),
+    );
 
     // A token without `jti` (named by its payload digest) and without `iat`.
     let mut claims = tokens::claims("mallory");

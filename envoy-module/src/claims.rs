@@ -2,7 +2,7 @@
 //! [`TokenIdentity`] the revocation set looks up. Any doubt refuses: a claim header sent
 //! twice, a value that is not UTF-8, an `iat` that is not a number.
 
-use crate::config::ClaimHeaders;
+use crate::config::{ClaimHeaders, LifetimeRule};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_revoker::revocation::TokenIdentity;
@@ -38,6 +38,17 @@ pub enum ClaimsError {
     NoTokenId,
 }
 
+/// Why a token's lifetime is refused (the server's rule: see [`LifetimeRule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeError {
+    /// No `iat` (and the rule does not allow that).
+    MissingIssuedAt,
+    /// No `exp`.
+    MissingExpiry,
+    /// `exp - iat` is longer than `max_token_lifetime`.
+    TooLong,
+}
+
 /// The claims of one request, borrowed from its headers where possible.
 #[derive(Debug)]
 pub struct RequestClaims<'a> {
@@ -47,6 +58,7 @@ pub struct RequestClaims<'a> {
     subject: Option<&'a str>,
     client: Option<&'a str>,
     issued_at: Option<u64>,
+    expires_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +77,13 @@ fn text<'a>(header: Header<'a>) -> Result<Option<&'a str>, ClaimsError> {
     }
 }
 
+/// A NumericDate claim as `jwt_authn` writes it (an integer; a fraction is refused).
+fn number(value: Option<&str>) -> Result<Option<u64>, ClaimsError> {
+    value
+        .map(|v| v.parse::<u64>().map_err(|_| ClaimsError::Malformed))
+        .transpose()
+}
+
 impl<'a> RequestClaims<'a> {
     /// Reads the claims named by `names` from `headers`.
     pub fn read(
@@ -78,9 +97,8 @@ impl<'a> RequestClaims<'a> {
         let subject = text(headers.get(&names.subject))?;
         let client_id = text(headers.get(&names.client_id))?;
         let azp = text(headers.get(&names.azp))?;
-        let issued_at = text(headers.get(&names.issued_at))?
-            .map(|iat| iat.parse::<u64>().map_err(|_| ClaimsError::Malformed))
-            .transpose()?;
+        let issued_at = number(text(headers.get(&names.issued_at))?)?;
+        let expires_at = number(text(headers.get(&names.expires_at))?)?;
         let issuer = issuer
             .filter(|i| !i.is_empty())
             .ok_or(ClaimsError::NoToken)?;
@@ -101,7 +119,25 @@ impl<'a> RequestClaims<'a> {
             subject,
             client: client_id.or(azp),
             issued_at,
+            expires_at,
         })
+    }
+
+    /// Checks the server's lifetime rule: `iat` (unless allowed to be absent) and `exp`
+    /// present, `exp - iat` at most `max_token_lifetime`. Without it a token could outlive
+    /// the revocation by session, subject or client meant to stop it.
+    pub fn check_lifetime(&self, rule: LifetimeRule) -> Result<(), LifetimeError> {
+        let expires_at = self.expires_at.ok_or(LifetimeError::MissingExpiry)?;
+        match self.issued_at {
+            None if rule.allow_missing_iat => Ok(()),
+            None => Err(LifetimeError::MissingIssuedAt),
+            Some(issued_at)
+                if expires_at.saturating_sub(issued_at) > rule.max_token_lifetime.as_secs() =>
+            {
+                Err(LifetimeError::TooLong)
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// The token's `iss`.
@@ -196,6 +232,46 @@ pub(crate) mod tests {
         let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
         assert_eq!(claims.identity().token_id, payload_id(payload));
         assert!(claims.identity().token_id.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn the_servers_lifetime_rule_holds_here_too() {
+        let rule = LifetimeRule {
+            max_token_lifetime: std::time::Duration::from_secs(3600),
+            allow_missing_iat: false,
+        };
+        let names = ClaimHeaders::default();
+        let check = |pairs: &[(&str, &str)], rule: LifetimeRule| {
+            let mut all = vec![("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")];
+            all.extend_from_slice(pairs);
+            let headers = Fixed::new(&all);
+            RequestClaims::read(&headers, &names)
+                .expect("claims")
+                .check_lifetime(rule)
+        };
+        let iat = ("x-jwt-iat", "1700000000");
+        assert_eq!(check(&[iat, ("x-jwt-exp", "1700003600")], rule), Ok(()));
+        assert_eq!(
+            check(&[iat, ("x-jwt-exp", "1700003601")], rule),
+            Err(LifetimeError::TooLong)
+        );
+        assert_eq!(check(&[iat], rule), Err(LifetimeError::MissingExpiry));
+        assert_eq!(
+            check(&[("x-jwt-exp", "1700003600")], rule),
+            Err(LifetimeError::MissingIssuedAt)
+        );
+        let lenient = LifetimeRule {
+            allow_missing_iat: true,
+            ..rule
+        };
+        assert_eq!(check(&[("x-jwt-exp", "1900000000")], lenient), Ok(()));
+        // exp before iat is no lifetime at all: jwt_authn refuses an expired token itself.
+        assert_eq!(check(&[iat, ("x-jwt-exp", "1")], rule), Ok(()));
+        let headers = Fixed::new(&[("x-jwt-iss", "i"), ("x-jwt-jti", "j"), ("x-jwt-exp", "1.5")]);
+        assert_eq!(
+            RequestClaims::read(&headers, &names).map(|_| ()),
+            Err(ClaimsError::Malformed)
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct ClaimHeaders {
     pub azp: String,
     /// `iat`.
     pub issued_at: String,
+    /// `exp`.
+    pub expires_at: String,
 }
 
 impl Default for ClaimHeaders {
@@ -74,6 +76,7 @@ impl Default for ClaimHeaders {
             client_id: "x-jwt-client-id".to_owned(),
             azp: "x-jwt-azp".to_owned(),
             issued_at: "x-jwt-iat".to_owned(),
+            expires_at: "x-jwt-exp".to_owned(),
         }
     }
 }
@@ -103,6 +106,22 @@ struct RawConfig {
     realm: Option<String>,
     #[serde(default)]
     headers: ClaimHeaders,
+    #[serde(default, with = "humantime_serde")]
+    max_token_lifetime: Option<Duration>,
+    #[serde(default)]
+    allow_missing_iat: bool,
+}
+
+/// The server's lifetime rule, so that a revocation by session, subject or client (which
+/// lasts `max_token_lifetime` plus twice the leeway) outlives every token it covers here too:
+/// a token must carry `iat` and `exp`, and `exp - iat` may not exceed `max_token_lifetime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifetimeRule {
+    /// The longest `exp - iat` accepted (the server's `max_token_lifetime`; default 24h).
+    pub max_token_lifetime: Duration,
+    /// Accept tokens without `iat` (the server's per-issuer `allow_missing_iat`): a
+    /// revocation by identifier may then expire before such a token does.
+    pub allow_missing_iat: bool,
 }
 
 /// The validated configuration.
@@ -118,6 +137,8 @@ pub struct FilterSettings {
     pub realm: String,
     /// Where the claims are read.
     pub headers: ClaimHeaders,
+    /// How long a token may live.
+    pub lifetime: LifetimeRule,
 }
 
 fn read(key: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
@@ -215,6 +236,7 @@ impl FilterSettings {
             &headers.client_id,
             &headers.azp,
             &headers.issued_at,
+            &headers.expires_at,
         ] {
             let usable = !name.is_empty()
                 && name
@@ -226,6 +248,12 @@ impl FilterSettings {
                     format!("{name:?} is not a lowercase header name"),
                 ));
             }
+        }
+        let max_token_lifetime = raw
+            .max_token_lifetime
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        if max_token_lifetime < Duration::from_secs(1) {
+            return Err(invalid("max_token_lifetime", "must be at least 1s"));
         }
         Ok(Self {
             feed: FollowerOptions {
@@ -241,6 +269,10 @@ impl FilterSettings {
             issuers: raw.issuers,
             realm: raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned()),
             headers,
+            lifetime: LifetimeRule {
+                max_token_lifetime,
+                allow_missing_iat: raw.allow_missing_iat,
+            },
         })
     }
 }
@@ -258,6 +290,13 @@ mod tests {
         assert_eq!(settings.replica.stale_policy, StalePolicy::Deny);
         assert_eq!(settings.headers, ClaimHeaders::default());
         assert_eq!(settings.realm, "jwt-revoker");
+        assert_eq!(
+            settings.lifetime,
+            LifetimeRule {
+                max_token_lifetime: Duration::from_secs(24 * 3600),
+                allow_missing_iat: false,
+            }
+        );
     }
 
     #[test]
@@ -270,6 +309,7 @@ mod tests {
             r#"{"feed": "a:1", "feed_token": "t", "surprise": 1}"#,
             r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "X Iss"}}"#,
             r#"{"feed": "a:1", "feed_token": "t", "feed_token_file": "/x"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "max_token_lifetime": "0s"}"#,
             "not json",
         ] {
             assert!(FilterSettings::parse(bad.as_bytes()).is_err(), "{bad}");

@@ -512,7 +512,15 @@ pub(crate) mod tests {
         )));
         assert_eq!(sent[0].details, "jwt_revoker_no_token");
         // Claims present, but the replica never synced: 503, fail closed.
-        let (status, sent) = request(config, &[("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")]);
+        let (status, sent) = request(
+            config,
+            &[
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "j"),
+                ("x-jwt-iat", "1"),
+                ("x-jwt-exp", "60"),
+            ],
+        );
         assert_eq!((status, sent[0].status), (STOP_ITERATION, 503));
         // A claim header twice: refused before any lookup.
         let (_, sent) = request(

@@ -1,7 +1,7 @@
 //! The filter: the claims of a request looked up in the replica, and the answer, either
 //! continue or a refusal with the server's RFC 6750 texts.
 
-use crate::claims::{ClaimsError, RequestClaims, RequestHeaders};
+use crate::claims::{ClaimsError, LifetimeError, RequestClaims, RequestHeaders};
 use crate::config::{ConfigError, FilterSettings};
 use crate::feed::{Feed, FeedError};
 use jwt_revoker::authz::challenge;
@@ -144,6 +144,19 @@ impl Decider {
                 "jwt_revoker_issuer_not_accepted",
             );
         }
+        if let Err(error) = claims.check_lifetime(self.settings.lifetime) {
+            let (description, details) = match error {
+                LifetimeError::MissingIssuedAt => {
+                    ("the token has no iat", "jwt_revoker_missing_iat")
+                }
+                LifetimeError::MissingExpiry => ("the token has no exp", "jwt_revoker_missing_exp"),
+                LifetimeError::TooLong => (
+                    "the token lives longer than allowed",
+                    "jwt_revoker_lifetime_too_long",
+                ),
+            };
+            return invalid_token(realm, description, details);
+        }
         match replica.lookup(&claims.identity(), now) {
             Lookup::Clear => Verdict::Continue,
             Lookup::Revoked(kind) => {
@@ -220,7 +233,12 @@ mod tests {
             stale_policy: jwt_revoker::config::StalePolicy::ServeStale,
             resync_interval: std::time::Duration::from_secs(600),
         });
-        let headers = Fixed::new(&[("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")]);
+        let headers = Fixed::new(&[
+            ("x-jwt-iss", "https://idp"),
+            ("x-jwt-jti", "j"),
+            ("x-jwt-iat", "1"),
+            ("x-jwt-exp", "60"),
+        ]);
         let Verdict::Refuse(refusal) = decider().decide(&headers, &replica, 1) else {
             panic!("a replica that never synced must refuse");
         };
@@ -260,6 +278,23 @@ mod tests {
             ][..],
             &[("x-jwt-iss", "https://other"), ("x-jwt-jti", "a")][..],
             &[("x-jwt-iss", "https://idp")][..],
+            // The lifetime rule: no iat, no exp, longer than max_token_lifetime.
+            &[
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "a"),
+                ("x-jwt-exp", "60"),
+            ][..],
+            &[
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "a"),
+                ("x-jwt-iat", "1"),
+            ][..],
+            &[
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "a"),
+                ("x-jwt-iat", "1"),
+                ("x-jwt-exp", "99999999"),
+            ][..],
         ] {
             assert_eq!(
                 status(&decider.decide(&Fixed::new(pairs), &replica, 1)),
