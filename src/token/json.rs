@@ -313,6 +313,20 @@ mod verifier_tests {
     }
 
     #[tokio::test]
+    async fn an_untyped_token_carrying_events_is_not_an_access_token() {
+        let verifier = verifier().await;
+        let event = format!(r#","events":{{"{BACKCHANNEL_LOGOUT_EVENT}":{{}}}}"#);
+        for header in [HEADER, r#"{"alg":"RS256","kid":"rsa-1","typ":"JWT"}"#] {
+            let token = raw_token(header, &access_claims(&event));
+            assert_eq!(
+                verifier.verify(&token, NOW, TimeRule::Enforce).await.err(),
+                Some(TokenError::WrongType),
+                "{header}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn logout_tokens_with_duplicate_members_are_refused() {
         let verifier = verifier().await;
         let audiences = BTreeMap::from([(ISSUER.to_owned(), vec!["web-app".to_owned()])]);

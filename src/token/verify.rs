@@ -130,6 +130,11 @@ impl Verifier {
             payload,
         } = self.verify_signed(token).await?;
         check_access_typ(&header, issuer.require_typ.as_deref())?;
+        // `events` is what a logout token or a Security Event Token carries (OIDC
+        // Back-Channel Logout §2.4, RFC 8417 §2.2), typed or not: never an access token.
+        if all.contains_key("events") {
+            return Err(TokenError::WrongType);
+        }
         let claims = Claims::from_map(all)?;
         if !claims.aud.iter().any(|aud| issuer.audiences.contains(aud)) {
             return Err(TokenError::WrongAudience);
