@@ -2,12 +2,15 @@
 //! Core §10.1.1 allows it at once) has its new tokens accepted at once — through the real
 //! Envoy and through Check directly — and its back-channel logouts recorded at once; while
 //! its JWKS cannot be fetched, a token or a logout naming an unknown key is answered "retry"
-//! (503), never "invalid" (401) or a final 400, so no logout is lost.
+//! (503), never "invalid" (401) or a final 400, so no logout is lost; and a flood of random
+//! kids that spends the budget of fetches delays a new key by at most
+//! `jwks_min_refresh_interval`.
 
 mod support;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 use support::check::{CheckClient, Outcome};
 use support::http::{Request, Response};
 use support::jwks::{JwksServer, NEW_KID, OLD_KID};
@@ -188,4 +191,63 @@ fn a_logout_signed_with_a_new_key_is_recorded_or_retryable_never_refused() {
     });
     assert_eq!(answer.status, 200);
     assert_eq!(stack.get(&session_2).status, 401);
+}
+
+#[test]
+fn a_flood_of_random_kids_delays_a_new_key_by_at_most_the_minimum_interval() {
+    const MIN_REFRESH: Duration = Duration::from_secs(2);
+    let jwks = JwksServer::start(&[OLD_KID]);
+    let stack = Stack::with(ServerProcess::builder().extra_toml(&rotating_issuer(&jwks, "2s")));
+    let mut check = CheckClient::connect(stack.server.authz_port());
+    let session = access_token(OLD_KID, "s-1");
+    assert_eq!(check.check(&session), Outcome::Allowed);
+    let before = jwks.hits();
+
+    // An attacker sends tokens naming random kids: three fetches (a fresh key set lacks the
+    // kid: invalid), then the budget is spent and the rest are "retry", with no fetch.
+    let flood_began = Instant::now();
+    for i in 0..40 {
+        let outcome = check.check(&access_token(&format!("random-{i}"), "s-1"));
+        // (401 unless a fetch outlasted the 200 ms wait.)
+        let refused = if i < 3 { [401, 503] } else { [503, 503] };
+        assert!(
+            refused
+                .iter()
+                .any(|status| outcome == Outcome::Denied(*status)),
+            "random kid {i}: {outcome:?}"
+        );
+    }
+    assert_eq!(jwks.hits(), before + 3);
+
+    // The provider rotates, and its new-key token and logout come while the budget is spent:
+    // "retry", never "invalid".
+    jwks.rotate_to(&[OLD_KID, NEW_KID]);
+    let new = access_token(NEW_KID, "s-2");
+    let refused = stack.get(&new);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let logout = logout_token(NEW_KID, "s-1");
+    let answer = backchannel(&stack.server, &logout);
+    assert!(is_retry(&answer), "{} {}", answer.status, answer.text());
+    assert_eq!(jwks.hits(), before + 3);
+
+    // With no further request, one deferred fetch runs as soon as the budget allows...
+    wait_until("the deferred fetch", MIN_REFRESH + PROPAGATION, |last| {
+        *last = format!("{} fetches", jwks.hits() - before);
+        (jwks.hits() > before + 3).then_some(())
+    });
+    let fetched_after = flood_began.elapsed();
+    assert!(
+        fetched_after < MIN_REFRESH + Duration::from_secs(1),
+        "the new key was fetched {fetched_after:?} after the flood began"
+    );
+    // ...so the retries pass at once, without fetches of their own.
+    assert_eq!(stack.get(&new).status, 200);
+    assert_eq!(check.check(&new), Outcome::Allowed);
+    assert_eq!(backchannel(&stack.server, &logout).status, 200);
+    assert_eq!(stack.get(&session).status, 401);
+    assert_eq!(
+        jwks.hits(),
+        before + 4,
+        "one deferred fetch for the whole flood"
+    );
 }

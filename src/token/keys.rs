@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
@@ -34,7 +34,9 @@ const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// for up to [`FETCH_TIMEOUT`], and a retry finds its keys.
 pub(crate) const ON_DEMAND_WAIT: Duration = Duration::from_millis(200);
 /// Fetches triggered by unknown `kid`s allowed per `jwks_min_refresh_interval` (whatever the
-/// start-up and periodic fetches did), so that a flood of random `kid`s stays cheap.
+/// start-up and periodic fetches did), so that a flood of random `kid`s stays cheap. When they
+/// are spent, one deferred fetch takes the next slot that frees (see
+/// [`RemoteKeys::refresh_on_demand`]), so a flood cannot keep a new key unknown.
 const ON_DEMAND_BURST: usize = 3;
 
 /// Why an issuer's keys could not be set up at start-up.
@@ -315,7 +317,7 @@ impl IssuerKeys {
             )?),
             KeySource::Uri(uri) => {
                 let keys = Arc::new(RemoteKeys::new(index, config, uri, generation)?);
-                keys.refresh(&mut *keys.last_fetch.lock().await).await;
+                keys.refresh(&mut *keys.turn.lock().await).await;
                 let (stop, stopped) = oneshot::channel();
                 tokio::spawn(refresh_task(
                     Arc::clone(&keys),
@@ -343,11 +345,12 @@ impl IssuerKeys {
     ///
     /// An unknown `kid` on a `jwks_uri` issuer triggers a fetch at once (one at a time:
     /// concurrent callers wait for the one running; at most [`ON_DEMAND_BURST`] per
-    /// `jwks_min_refresh_interval`), waited for up to [`ON_DEMAND_WAIT`], then one more
-    /// lookup. A `kid` still unknown is [`TokenError::UnknownKey`] only when a key set fetched
-    /// since the call began lacks it; when no fresh key set could be had (the fetch failed,
-    /// took too long, or the budget is spent) it is [`TokenError::KeysUnavailable`]: the key
-    /// may well exist, so the caller must answer "retry", not "invalid".
+    /// `jwks_min_refresh_interval`, then one deferred fetch as soon as the budget allows),
+    /// waited for up to [`ON_DEMAND_WAIT`], then one more lookup. A `kid` still unknown is
+    /// [`TokenError::UnknownKey`] only when a key set from a fetch that *began* after the
+    /// lookup missed lacks it; when no such key set could be had (the fetch failed, took too
+    /// long, or the budget is spent) it is [`TokenError::KeysUnavailable`]: the key may well
+    /// exist, so the caller must answer "retry", not "invalid".
     pub(crate) async fn verify(
         &self,
         kid: Option<&str>,
@@ -359,7 +362,13 @@ impl IssuerKeys {
                 Jwks::Remote { keys, .. },
                 Err(TokenError::UnknownKey | TokenError::KeysUnavailable),
             ) => {
-                let fresh = tokio::time::timeout(ON_DEMAND_WAIT, keys.refresh_on_demand())
+                let found = || {
+                    !matches!(
+                        self.try_verify(kid, alg, &check),
+                        Err(TokenError::UnknownKey | TokenError::KeysUnavailable)
+                    )
+                };
+                let fresh = tokio::time::timeout(ON_DEMAND_WAIT, keys.refresh_on_demand(found))
                     .await
                     .unwrap_or(false);
                 match self.try_verify(kid, alg, &check) {
@@ -495,10 +504,11 @@ struct RemoteKeys {
     min_refresh_interval: Duration,
     /// The last good key set; `None` until a fetch succeeds.
     current: RwLock<Option<Arc<KeySet>>>,
-    /// When the last fetch started; held during a fetch so that only one runs at a time.
-    last_fetch: Arc<Mutex<Option<Instant>>>,
-    /// How many fetches have ended, and whether the last one succeeded.
-    fetches: AtomicU64,
+    /// Held for the length of a fetch, so that only one runs at a time.
+    turn: Arc<Mutex<FetchTurn>>,
+    /// How many fetches have started (counted under `turn`, so a caller holding `turn` knows
+    /// that every fetch counted has ended), and whether the last one succeeded.
+    started: AtomicU64,
     last_fetch_ok: AtomicBool,
     /// When the recent fetches triggered by unknown `kid`s started (at most
     /// [`ON_DEMAND_BURST`], within `min_refresh_interval`).
@@ -541,8 +551,8 @@ impl RemoteKeys {
             client,
             min_refresh_interval: config.jwks_min_refresh_interval,
             current: RwLock::new(None),
-            last_fetch: Arc::new(Mutex::new(None)),
-            fetches: AtomicU64::new(0),
+            turn: Arc::new(Mutex::new(FetchTurn::default())),
+            started: AtomicU64::new(0),
             last_fetch_ok: AtomicBool::new(false),
             on_demand: std::sync::Mutex::new(VecDeque::with_capacity(ON_DEMAND_BURST)),
             last_digest: std::sync::Mutex::new(None),
@@ -557,13 +567,12 @@ impl RemoteKeys {
             .clone()
     }
 
-    /// Fetches now and keeps the result if it is good; `last_fetch` is the guarded time of the
-    /// last fetch. Returns whether new keys were stored.
-    async fn refresh(&self, last_fetch: &mut Option<Instant>) -> bool {
-        *last_fetch = Some(Instant::now());
+    /// Fetches now and keeps the result if it is good; `_turn` proves that the caller holds
+    /// [`Self::turn`]. Returns whether new keys were stored.
+    async fn refresh(&self, _turn: &mut FetchTurn) -> bool {
+        self.started.fetch_add(1, Ordering::AcqRel);
         let stored = self.fetch_and_store().await;
         self.last_fetch_ok.store(stored, Ordering::Release);
-        self.fetches.fetch_add(1, Ordering::AcqRel);
         stored
     }
 
@@ -594,29 +603,55 @@ impl RemoteKeys {
         }
     }
 
-    /// Refreshes for an unknown `kid`: waits for a fetch already running, or else starts one
-    /// if the budget allows. Returns whether a fetch that ended after the call began stored a
-    /// key set. The fetch runs in its own task, so a caller that stops waiting (see
-    /// [`ON_DEMAND_WAIT`]) does not cancel it.
-    async fn refresh_on_demand(self: &Arc<Self>) -> bool {
-        let seen = self.fetches.load(Ordering::Acquire);
-        let mut last_fetch = Arc::clone(&self.last_fetch).lock_owned().await;
-        if self.fetches.load(Ordering::Acquire) != seen {
-            // A fetch ended while this caller waited: its keys are the freshest there are.
+    /// Refreshes for an unknown `kid` the caller has just looked up: waits for a fetch
+    /// already running, then starts one unless a fetch that began after the lookup has ended
+    /// meanwhile (its keys are the freshest there are), the keys now hold what the caller
+    /// looks for (`found`: a fetch under way at the lookup brought it), or the budget is
+    /// spent. Returns whether a fetch that began after the lookup stored a key set (or `found`
+    /// holds): a fetch that was under way at the lookup may have got the JWKS from before the
+    /// new key, so its key set lacking the `kid` proves nothing. The fetch runs in its own
+    /// task, so a caller that stops waiting (see [`ON_DEMAND_WAIT`]) does not cancel it.
+    ///
+    /// With the budget spent the answer is `false` at once, and one deferred fetch is armed
+    /// (at most one per issuer, whatever the number of callers) to run when the oldest slot of
+    /// the budget frees: however many random `kid`s use up the budget, a new key is found
+    /// within `min_refresh_interval`, and a retry then verifies without a fetch.
+    async fn refresh_on_demand(self: &Arc<Self>, found: impl Fn() -> bool) -> bool {
+        let seen = self.started.load(Ordering::Acquire);
+        let mut turn = Arc::clone(&self.turn).lock_owned().await;
+        if self.started.load(Ordering::Acquire) != seen {
+            // A fetch began after the lookup and, since this caller holds the turn, has ended.
             return self.last_fetch_ok.load(Ordering::Acquire);
         }
-        if !self.take_on_demand_budget() {
-            tracing::debug!(issuer = %self.issuer, "unknown kid: jwks fetch budget spent");
+        if found() {
+            return true;
+        }
+        if let Err(frees_at) = self.take_on_demand_budget() {
+            tracing::debug!(issuer = %self.issuer, "unknown kid: jwks fetch budget spent; fetching when it allows");
+            self.defer(&mut turn, seen, frees_at);
             return false;
         }
         let keys = Arc::clone(self);
-        tokio::spawn(async move { keys.refresh(&mut last_fetch).await })
+        tokio::spawn(async move { keys.refresh(&mut turn).await })
             .await
             .unwrap_or(false)
     }
 
-    /// Takes one of the [`ON_DEMAND_BURST`] fetches allowed per `min_refresh_interval`.
-    fn take_on_demand_budget(&self) -> bool {
+    /// Arms the deferred fetch for a caller that saw `seen` fetches started, unless it is
+    /// armed already (then it also serves this caller).
+    fn defer(self: &Arc<Self>, turn: &mut FetchTurn, seen: u64, at: Instant) {
+        match &mut turn.deferred {
+            Some(need) => *need = (*need).max(seen),
+            None => {
+                turn.deferred = Some(seen);
+                tokio::spawn(deferred_refresh(Arc::downgrade(self), at));
+            }
+        }
+    }
+
+    /// Takes one of the [`ON_DEMAND_BURST`] fetches allowed per `min_refresh_interval`; when
+    /// they are spent, tells when the oldest frees.
+    fn take_on_demand_budget(&self) -> Result<(), Instant> {
         let mut recent = self
             .on_demand
             .lock()
@@ -628,10 +663,11 @@ impl RemoteKeys {
             recent.pop_front();
         }
         if recent.len() >= ON_DEMAND_BURST {
-            return false;
+            let oldest = recent.front().copied().unwrap_or_else(Instant::now);
+            return Err(oldest + self.min_refresh_interval);
         }
         recent.push_back(Instant::now());
-        true
+        Ok(())
     }
 
     /// Fetches and parses the JWKS; returns it with the SHA-256 of the document.
@@ -669,6 +705,45 @@ impl RemoteKeys {
     }
 }
 
+/// Guarded by [`RemoteKeys::turn`], which is held for the length of a fetch.
+#[derive(Debug, Default)]
+struct FetchTurn {
+    /// Set while a deferred fetch is armed: the highest count of started fetches seen by a
+    /// caller that found the budget spent. Any fetch started after that serves them all.
+    deferred: Option<u64>,
+}
+
+/// The deferred fetch (see [`RemoteKeys::refresh_on_demand`]): at `at`, takes the budget slot
+/// that freed and fetches, unless a fetch began after every caller it serves looked up its
+/// `kid`. Holds the keys only weakly while it waits, so it ends with them.
+async fn deferred_refresh(keys: Weak<RemoteKeys>, mut at: Instant) {
+    loop {
+        tokio::time::sleep_until(at).await;
+        let Some(keys) = keys.upgrade() else {
+            return;
+        };
+        let mut turn = keys.turn.lock().await;
+        let Some(need) = turn.deferred else {
+            return;
+        };
+        if keys.started.load(Ordering::Acquire) > need {
+            turn.deferred = None;
+            return;
+        }
+        match keys.take_on_demand_budget() {
+            Ok(()) => {
+                turn.deferred = None;
+                tracing::debug!(issuer = %keys.issuer, "unknown kid: deferred jwks fetch");
+                keys.refresh(&mut turn).await;
+                return;
+            }
+            // Not expected (only fetches started under the turn take slots, and none started
+            // since this was armed); wait for the next slot, which frees strictly later.
+            Err(next) => at = next,
+        }
+    }
+}
+
 /// Re-fetches every `interval` (retrying sooner while no fetch has succeeded) until `stop`
 /// resolves, which happens when its sender — owned by the issuer's keys — is dropped.
 async fn refresh_task(keys: Arc<RemoteKeys>, interval: Duration, mut stop: oneshot::Receiver<()>) {
@@ -682,7 +757,7 @@ async fn refresh_task(keys: Arc<RemoteKeys>, interval: Duration, mut stop: onesh
             _ = &mut stop => return,
             () = tokio::time::sleep(wait.max(MIN_BACKGROUND_WAIT)) => {}
         }
-        keys.refresh(&mut *keys.last_fetch.lock().await).await;
+        keys.refresh(&mut *keys.turn.lock().await).await;
     }
 }
 
@@ -955,6 +1030,101 @@ mod tests {
         server.reply(200, &jwks_json());
         tokio::time::sleep(min_refresh + Duration::from_millis(50)).await;
         assert_eq!(verify(&verifier, TestKey::Ec256).await, Ok(()));
+    }
+
+    /// Waits (in real time: the fetches go through real sockets) until `server` has answered
+    /// `hits` requests, failing after `within`.
+    async fn wait_for_hits(server: &TestHttpServer, hits: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while server.hits() < hits {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {hits} fetches after {within:?}",
+                server.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_random_kids_delays_a_new_key_by_at_most_the_minimum_interval() {
+        let min_refresh = Duration::from_millis(500);
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, min_refresh).await;
+        let flood_began = Instant::now();
+        // Random kids spend the budget of fetches...
+        for _ in 0..ON_DEMAND_BURST {
+            assert_eq!(
+                verify(&verifier, TestKey::Untrusted).await,
+                Err(TokenError::UnknownKey)
+            );
+        }
+        // ...and keep coming: "retry", and no more fetches.
+        for _ in 0..50 {
+            assert_eq!(
+                verify(&verifier, TestKey::Untrusted).await,
+                Err(TokenError::KeysUnavailable)
+            );
+        }
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
+        // The provider rotates; its first new-key token cannot be judged yet.
+        server.reply(200, &jwks_json());
+        assert_eq!(
+            verify(&verifier, TestKey::Ec256).await,
+            Err(TokenError::KeysUnavailable)
+        );
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
+        // With no further request, one fetch runs as soon as the oldest slot of the budget
+        // frees (within the minimum interval of the flood's start, plus the fetch itself)...
+        wait_for_hits(&server, 2 + ON_DEMAND_BURST, min_refresh * 3).await;
+        let found_after = flood_began.elapsed();
+        assert!(
+            found_after >= min_refresh,
+            "fetched before the budget allowed: {found_after:?}"
+        );
+        // ...and the retry verifies without a fetch of its own.
+        eventually_verifies(&verifier, TestKey::Ec256).await;
+        assert_eq!(server.hits(), 2 + ON_DEMAND_BURST);
+        // The 51 refused callers shared that one deferred fetch: nothing more follows.
+        tokio::time::sleep(min_refresh * 2).await;
+        assert_eq!(server.hits(), 2 + ON_DEMAND_BURST);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_fetch_ends_with_its_keys() {
+        let min_refresh = Duration::from_millis(300);
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, min_refresh).await;
+        for _ in 0..=ON_DEMAND_BURST {
+            let _ = verify(&verifier, TestKey::Untrusted).await;
+        }
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST);
+        drop(verifier);
+        tokio::time::sleep(min_refresh * 2).await;
+        assert_eq!(server.hits(), 1 + ON_DEMAND_BURST, "outlived its verifier");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_under_way_before_the_lookup_does_not_make_a_new_kid_invalid() {
+        let server = TestHttpServer::start(200, &jwks_with(&["rsa-1"])).await;
+        let verifier = uri_verifier(&server.url, Duration::from_secs(3600)).await;
+        // A fetch begins (for a random kid here; a periodic one alike) and is answered,
+        // slowly, with the key set from before the rotation.
+        server.delay(ON_DEMAND_WAIT * 3 / 4);
+        let (early, late) = tokio::join!(verify(&verifier, TestKey::Untrusted), async {
+            wait_for_hits(&server, 2, Duration::from_secs(5)).await;
+            // While it is under way the provider rotates, and a new-key token comes.
+            server.reply(200, &jwks_json());
+            server.delay(Duration::ZERO);
+            verify(&verifier, TestKey::Ec256).await
+        });
+        assert_eq!(early, Err(TokenError::UnknownKey));
+        // That fetch ended after the lookup but began before it: its key set says nothing
+        // about the new kid, which is looked up in a fetch of its own (or "retry" if that
+        // outlasted the wait), never called invalid.
+        assert_ne!(late, Err(TokenError::UnknownKey));
+        eventually_verifies(&verifier, TestKey::Ec256).await;
+        assert_eq!(server.hits(), 3);
     }
 
     #[tokio::test]
