@@ -1,8 +1,10 @@
 //! End to end through a real Envoy and a real `jwt-revoker serve` (with `[token] header` and
 //! `cookie`, and `strip_authorization`): one request, one token. A request carrying a valid
 //! token and a revoked one — in two places, or twice in one place, or where only a lenient
-//! cookie parser would look — is refused with 400 `invalid_request` and never reaches the
-//! application; the same token sent twice passes, and the application sees no copy of it.
+//! parser would look (after a comma, under `access.token` or `Access_Token`, after `JWT` or
+//! `Bearer<TAB>`) — is refused (400 `invalid_request`, or 401 when malformed) and never
+//! reaches the application; the same token sent twice passes, and the application sees no
+//! copy of it, under any name.
 //! Also through Envoy: tokens typed as another kind of JWT, and tokens with duplicate JSON
 //! members, are refused.
 
@@ -88,6 +90,16 @@ fn a_valid_token_next_to_a_revoked_one_is_refused_wherever_they_are() {
             "cookie",
             format!("access_token={good}; ACCESS_TOKEN={revoked}"),
         )],
+        // Under a name PHP's $_COOKIE reads as `access_token` (`.` becomes `_`).
+        vec![(
+            "cookie",
+            format!("access.token={revoked}; access_token={good}"),
+        )],
+        // A JWT under another scheme, which Django REST SimpleJWT (`JWT <token>`) reads.
+        vec![
+            ("authorization", format!("JWT {revoked}")),
+            ("cookie", cookie(&good)),
+        ],
         // Two Authorization headers; two token headers (one spelled with `_`).
         vec![
             ("authorization", bearer(&good)),
@@ -126,11 +138,29 @@ fn a_valid_token_next_to_a_revoked_one_is_refused_wherever_they_are() {
             );
         }
     }
-    // The RFC 6750 query parameter, which some frameworks read, is a copy too.
+    // The RFC 6750 query parameter, which some frameworks read, is a copy too, also under
+    // names that ASP.NET Core (any case) and PHP (`.` for `_`) read as `access_token`.
     let auth = bearer(&good);
-    let path = format!("/api/items?x=1&access_token={revoked}");
-    let response = send_to(&stack, &path, &[("authorization", &auth)]);
-    assert_eq!(response.status, 400, "{}", response.text());
+    for name in ["access_token", "Access_Token", "access.token"] {
+        let path = format!("/api/items?x=1&{name}={revoked}");
+        let response = send_to(&stack, &path, &[("authorization", &auth)]);
+        assert_eq!(response.status, 400, "{name}: {}", response.text());
+    }
+    // `Bearer<TAB>token` is no other scheme to skip (SimpleJWT's `split()` reads the token
+    // after the tab): it is refused as malformed, even with a valid cookie.
+    let before = stack.upstream.request_count();
+    let tab = format!("Bearer\t{revoked}");
+    let response = send(
+        &stack,
+        &[("authorization", &tab), ("cookie", &cookie(&good))],
+    );
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert_eq!(response.json()["error"], "invalid_token");
+    assert_eq!(
+        stack.upstream.request_count(),
+        before,
+        "the tab reached the app"
+    );
     let metrics = support::http::get(stack.server.metrics_port(), "/metrics").text();
     assert!(
         metrics
@@ -173,6 +203,23 @@ fn the_same_token_twice_passes_and_the_application_sees_no_copy_of_it() {
         .last_request()
         .expect("the app got the request");
     assert_eq!(seen.path, "/api/items?x=1&y=2");
+    // Under every name it appears as (Envoy removes parameters by their names as sent).
+    let path = format!("/api/items?x=1&Access_Token={good}&access%2Etoken={good}&y=2");
+    let response = send_to(&stack, &path, &[("authorization", &bearer)]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = stack
+        .upstream
+        .last_request()
+        .expect("the app got the request");
+    assert_eq!(seen.path, "/api/items?x=1&y=2");
+    // A cookie under a name PHP reads as the token cookie goes too.
+    let dotted = format!("theme=dark; access.token={good}; access_token={good}");
+    assert_eq!(send(&stack, &[("cookie", &dotted)]).status, 200);
+    let seen = stack
+        .upstream
+        .last_request()
+        .expect("the app got the request");
+    assert_eq!(seen.header("cookie"), Some("theme=dark"));
     // A cookie header holding only the token is removed.
     let only = format!("access_token={good}");
     assert_eq!(send(&stack, &[("cookie", &only)]).status, 200);
@@ -210,21 +257,30 @@ fn logout_tokens_and_duplicate_claims_are_refused_through_envoy() {
     let stack = stack();
     let mut claims = tokens::claims("alice");
     claims["sid"] = json!("s-1");
-    claims["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
     let text = claims.to_string();
-    let typed = |typ: &str| {
+    let typed = |typ: &str, text: &str| {
         raw_rs256(
             &format!(r#"{{"alg":"RS256","kid":"rsa-1","typ":"{typ}"}}"#),
-            &text,
+            text,
         )
     };
     // The control: untyped or typed as an access token, these claims pass.
     for typ in ["JWT", "at+jwt"] {
-        assert_eq!(stack.get(&typed(typ)).status, 200, "{typ}");
+        assert_eq!(stack.get(&typed(typ, &text)).status, 200, "{typ}");
     }
+    // Typed as another kind of JWT, the same claims are refused.
     for typ in ["logout+jwt", "application/logout+jwt", "secevent+jwt"] {
-        let response = stack.get(&typed(typ));
+        let response = stack.get(&typed(typ, &text));
         assert_eq!(response.status, 401, "{typ}");
+        assert_eq!(response.json()["error"], "invalid_token");
+    }
+    // With the `events` of a logout token, untyped or typed `JWT`, they are refused too.
+    claims["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let logout = claims.to_string();
+    let untyped = raw_rs256(r#"{"alg":"RS256","kid":"rsa-1"}"#, &logout);
+    for token in [untyped, typed("JWT", &logout)] {
+        let response = stack.get(&token);
+        assert_eq!(response.status, 401, "{}", response.text());
         assert_eq!(response.json()["error"], "invalid_token");
     }
     let header = r#"{"alg":"RS256","kid":"rsa-1"}"#;

@@ -1,8 +1,9 @@
 //! With `response.strip_authorization`, every copy of the token leaves the request before it
 //! goes upstream, not only `authorization` and `token.header` (which every allow response
 //! removes): other spellings of `token.header` (`x_access_token` for `x-access-token`) are
-//! removed, `cookie` is rewritten without the token cookie, keeping the others, and an RFC
-//! 6750 `access_token` query parameter is removed.
+//! removed, `cookie` is rewritten without the token cookie (under any name a framework reads
+//! as it), keeping the others, and an RFC 6750 `access_token` query parameter is removed
+//! (under each name it appears as: `Access_Token`, `access.token`, `access%5Ftoken`, …).
 //!
 //! These depend on the request, while the allow response is encoded once per token and
 //! cached; so they are encoded apart, as a `CheckResponse` holding only these header
@@ -12,7 +13,7 @@
 use super::response::header;
 use crate::config::TokenSources;
 use crate::token::HeaderSource;
-use crate::token::extract::{QUERY_PARAMETER, cookie_without, header_spellings, query_copies};
+use crate::token::extract::{cookie_without, header_spellings, query_copies};
 use bytes::{Bytes, BytesMut};
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, HeaderAppendAction, HttpResponse, OkHttpResponse,
@@ -57,10 +58,16 @@ pub fn stripped_sources(
             None => {}
         }
     }
-    let query_parameters_to_remove = match headers.query() {
-        Some(query) if query_copies(&query).next().is_some() => vec![QUERY_PARAMETER.to_owned()],
-        _ => Vec::new(),
-    };
+    // Envoy removes query parameters by their names as they appear in the query (it does not
+    // decode them): so each name under which a copy was found, not `access_token`.
+    let mut query_parameters_to_remove: Vec<String> = Vec::new();
+    if let Some(query) = headers.query() {
+        for (name, _) in query_copies(&query) {
+            if !query_parameters_to_remove.iter().any(|known| known == name) {
+                query_parameters_to_remove.push(name.to_owned());
+            }
+        }
+    }
     if headers_to_remove.is_empty()
         && headers_to_set.is_empty()
         && query_parameters_to_remove.is_empty()
@@ -188,6 +195,50 @@ mod tests {
         let (_, ok) = ok_response(with_part(allow(), stripped_sources(pairs, &sources())));
         assert!(ok.headers_to_remove.iter().any(|h| h == "cookie"));
         assert!(!set(&ok.headers).iter().any(|(k, _)| k == "cookie"));
+    }
+
+    /// Headers and a query string.
+    struct WithQuery<'a>(&'a [(&'a str, &'a str)], &'a str);
+
+    impl HeaderSource for WithQuery<'_> {
+        fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.0.iter().map(|(name, value)| (*name, *value))
+        }
+
+        fn query(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(std::borrow::Cow::Borrowed(self.1))
+        }
+    }
+
+    #[test]
+    fn query_copies_are_removed_under_the_names_they_appear_as() {
+        let request = WithQuery(
+            &[("authorization", "Bearer T")],
+            "x=1&Access_Token=T&access%5Ftoken=T&access.token=T&Access_Token=T&y=2",
+        );
+        let (_, ok) = ok_response(with_part(allow(), stripped_sources(&request, &sources())));
+        assert_eq!(
+            ok.query_parameters_to_remove,
+            ["Access_Token", "access%5Ftoken", "access.token"]
+        );
+        let plain = WithQuery(&[], "access_token=T");
+        let (_, ok) = ok_response(with_part(allow(), stripped_sources(&plain, &sources())));
+        assert_eq!(ok.query_parameters_to_remove, ["access_token"]);
+        let none = WithQuery(&[], "x=1&access_token=&token=T");
+        assert_eq!(stripped_sources(&none, &sources()), None);
+    }
+
+    #[test]
+    fn cookies_that_frameworks_read_as_the_token_cookie_are_stripped() {
+        let pairs: &[(&str, &str)] = &[("cookie", "a=1; access.token=T; access_token=T; b=2")];
+        let (_, ok) = ok_response(with_part(allow(), stripped_sources(pairs, &sources())));
+        assert_eq!(
+            set(&ok.headers),
+            [
+                ("x-jwt-sub".to_owned(), "alice".to_owned()),
+                ("cookie".to_owned(), "a=1; b=2".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! header, the configured cookie — under one rule: one request, one token.
 //!
 //! Every copy of a token that the request carries counts, wherever a parser could find it:
-//! each `Bearer` credential of `authorization` (repeated headers arrive joined with `,`),
-//! each value of the configured header (also under its `_`-for-`-` spellings, which
-//! CGI-style frameworks read as the same header: copies, never sources), and each cookie of the configured name — by RFC 6265
-//! (`;`-separated pairs, a `,` belongs to the value), and also as a lenient parser would
-//! read it (split on `,` too, names in any case). If the copies are not all byte-identical
-//! the request is refused ([`TokenError::MultipleTokens`]): whichever copy the application
-//! behind Envoy reads (first, last, cookie or header) is then the one that was checked. The
-//! token itself is taken only from a strict reading: `Authorization`, the configured header,
-//! or a cookie found by RFC 6265. An RFC 6750 §2.3 `access_token` query parameter is never
-//! a source, but a copy all the same (some frameworks read it).
+//! each `Bearer` credential of `authorization` (repeated headers arrive joined with `,`;
+//! `Bearer` then a tab, or any character that cannot continue a scheme name, is malformed),
+//! and without one any JWT in it (`JWT <token>`, `Token token="<token>"`); each value of the
+//! configured header (also under its `_`-for-`-` spellings, which CGI-style frameworks read
+//! as the same header: copies, never sources); and each cookie of the configured name — by
+//! RFC 6265 (`;`-separated pairs, a `,` belongs to the value), and also as a lenient parser
+//! would read it (split on `,` too, names compared by [`lenient_name_eq`]). If the copies
+//! are not all byte-identical the request is refused ([`TokenError::MultipleTokens`]):
+//! whichever copy the application behind Envoy reads (first, last, cookie or header) is then
+//! the one that was checked. The token itself is taken only from a strict reading:
+//! `Authorization`, the configured header, or a cookie found by RFC 6265. An RFC 6750 §2.3
+//! `access_token` query parameter (under any name [`lenient_name_eq`] to it) is never a
+//! source, but a copy all the same (some frameworks read it).
 
 use super::TokenError;
 use crate::config::TokenSources;
@@ -59,9 +62,9 @@ impl HeaderSource for [(&str, &str)] {
 /// RFC 6750 `access_token` query parameter, when the source knows the query, is a copy to
 /// compare, never the token).
 ///
-/// `Authorization` holds `Bearer <token>` credentials (scheme case-insensitive); one of
-/// another scheme (`Basic …`) is no bearer token, but mixed with a `Bearer` one it is
-/// [`TokenError::Malformed`]. The configured header holds raw tokens or `Bearer <token>`.
+/// `Authorization` holds `Bearer <token>` credentials (scheme case-insensitive, separated
+/// from the token by spaces only); one of another scheme (`Basic …`) is no bearer token, but
+/// mixed with a `Bearer` one it is [`TokenError::Malformed`], and a JWT in it is a copy. The configured header holds raw tokens or `Bearer <token>`.
 /// Each token must be a single RFC 6750 `b64token` (else [`TokenError::Malformed`]) of at
 /// most `max_bytes` (else [`TokenError::TooLarge`], refused before its characters are
 /// examined). Copies that differ are [`TokenError::MultipleTokens`].
@@ -91,7 +94,7 @@ pub fn extract_token<'a, H: HeaderSource + ?Sized>(
         }
     }
     if let (Some(first), Some(query)) = (copies.first, headers.query()) {
-        let differs = query_copies(&query).any(|copy| copy != first);
+        let differs = query_copies(&query).any(|(_, copy)| copy != first);
         if differs {
             return Err(TokenError::MultipleTokens);
         }
@@ -99,11 +102,66 @@ pub fn extract_token<'a, H: HeaderSource + ?Sized>(
     Ok(copies.token)
 }
 
-/// The non-empty `access_token` parameters of a query string, decoded as forms are.
-pub fn query_copies(query: &str) -> impl Iterator<Item = Cow<'_, str>> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(name, value)| name == QUERY_PARAMETER && !value.is_empty())
-        .map(|(_, value)| value)
+/// The `access_token` parameters of a query string with a non-empty value, under every name
+/// a framework reads as `access_token` ([`lenient_name_eq`]: `Access_Token`, `access.token`,
+/// `access%5Ftoken`, …): each as its name exactly as it appears in the query (what Envoy
+/// matches when it removes query parameters: it splits at `&` and the first `=`, and does not
+/// decode names) and its value decoded as forms are.
+pub fn query_copies(query: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    query.split('&').filter_map(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        if !lenient_name_eq(name, QUERY_PARAMETER) {
+            return None;
+        }
+        let (_, value) = url::form_urlencoded::parse(pair.as_bytes()).next()?;
+        (!value.is_empty()).then_some((name, value))
+    })
+}
+
+/// Whether `name`, a cookie or query parameter name as sent, is one that some framework reads
+/// as `expected`: `%XX` and `+` decoded (query names are form-decoded; ASP.NET Core and PHP
+/// before 8.1.11 also decode cookie names), leading spaces dropped and the name cut at a
+/// decoded NUL (PHP), ASCII letters in any case (ASP.NET Core query and cookie collections),
+/// and `.`, ` ` and `[` read as `_` (PHP's `$_COOKIE` and `$_GET` turn `access.token` into
+/// `access_token`).
+pub fn lenient_name_eq(name: &str, expected: &str) -> bool {
+    let fold = |b: u8| match b.to_ascii_lowercase() {
+        b'.' | b' ' | b'[' => b'_',
+        b => b,
+    };
+    decoded(name)
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| *b != 0)
+        .map(fold)
+        .eq(expected.bytes().map(fold))
+}
+
+/// The bytes of `text` with `%XX` and `+` decoded as in a form (a `%` not followed by two hex
+/// digits is kept).
+fn decoded(text: &str) -> impl Iterator<Item = u8> + '_ {
+    let bytes = text.as_bytes();
+    let hex = |i: usize| {
+        bytes
+            .get(i)
+            .and_then(|b| char::from(*b).to_digit(16))
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *bytes.get(i)?;
+        i += 1;
+        Some(match b {
+            b'+' => b' ',
+            b'%' => match (hex(i), hex(i + 1)) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    high << 4 | low
+                }
+                _ => b,
+            },
+            b => b,
+        })
+    })
 }
 
 /// The token copies seen so far: the first (all others must equal it) and the token, once a
@@ -144,10 +202,17 @@ impl<'a> Copies<'a> {
     }
 }
 
-/// The `Bearer` credentials of an `authorization` value (joined repeats split at `,`).
+/// The `Bearer` credentials of an `authorization` value (joined repeats split at `,`); or, when
+/// it holds none, the JWTs in its credentials of other schemes (`JWT <token>`, `Token
+/// token="<token>"`, which Django REST SimpleJWT or Rails read): copies, never the token.
 fn authorization_copies<'a>(value: &'a str, copies: &mut Copies<'a>) -> Result<(), TokenError> {
     let elements = || value.split(',').map(trim_ows).filter(|e| !e.is_empty());
     if !elements().any(|element| bearer_scheme(element).is_some()) {
+        let runs =
+            value.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+        for run in runs.filter(|run| looks_like_jwt(run)) {
+            copies.also(run)?;
+        }
         return Ok(());
     }
     for element in elements() {
@@ -160,6 +225,12 @@ fn authorization_copies<'a>(value: &'a str, copies: &mut Copies<'a>) -> Result<(
 }
 
 /// `Bearer <rest>` → `rest` (empty for a bare `Bearer`); another scheme → `None`.
+///
+/// The scheme name ends at the first character that cannot continue it (not an RFC 9110
+/// `tchar`), so `Bearerx` is another scheme but `Bearer<TAB>…` is not. Only spaces separate
+/// the scheme from its credential (RFC 7235: `1*SP`); anything else there (a tab, which
+/// `split()`-style parsers take for a separator) stays in `rest`, which is then no valid token:
+/// the request is refused as malformed rather than read one way here and another upstream.
 fn bearer_scheme(element: &str) -> Option<&str> {
     const SCHEME: &str = "bearer";
     let scheme = element.get(..SCHEME.len())?;
@@ -167,12 +238,39 @@ fn bearer_scheme(element: &str) -> Option<&str> {
         return None;
     }
     let rest = &element[SCHEME.len()..];
-    if rest.is_empty() {
-        Some(rest)
-    } else {
-        rest.strip_prefix(' ')
-            .map(|token| token.trim_start_matches(' '))
+    match rest.bytes().next() {
+        Some(b' ') => Some(rest.trim_start_matches(' ')),
+        Some(b) if is_tchar(b) => None,
+        _ => Some(rest),
     }
+}
+
+/// Whether `b` may appear in an RFC 9110 `token` (such as an auth-scheme).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `text` has the shape of a compact JWS or JWE: three or five `.`-separated base64url
+/// parts, the first (the JOSE header) decoding to a JSON object.
+fn looks_like_jwt(text: &str) -> bool {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    );
+    let b64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let header = text.split('.').next().unwrap_or_default();
+    matches!(text.split('.').count(), 3 | 5)
+        && text.split('.').all(b64url)
+        && LENIENT
+            .decode(header)
+            .is_ok_and(|json| json.trim_ascii_start().starts_with(b"{"))
 }
 
 /// The tokens of a configured-header value: each `,`-separated element a raw token or
@@ -195,14 +293,15 @@ fn header_copies<'a>(
 }
 
 /// The copies of cookie `name` in a `cookie` value: RFC 6265 pairs named exactly `name` are
-/// tokens; pieces a lenient parser would read as that cookie must equal them.
+/// tokens; pieces a lenient parser would read as that cookie (split at `,` too, names compared
+/// by [`lenient_name_eq`]) must equal them.
 fn cookie_copies<'a>(
     value: &'a str,
     name: &str,
     copies: &mut Copies<'a>,
 ) -> Result<(), TokenError> {
     for (key, value) in value.split([';', ',']).filter_map(cookie_pair) {
-        if key.eq_ignore_ascii_case(name) && !value.is_empty() {
+        if lenient_name_eq(key, name) && !value.is_empty() {
             copies.also(value)?;
         }
     }
@@ -237,13 +336,14 @@ fn same_header_name(name: &str, configured: &str) -> bool {
 }
 
 /// The `cookie` value without any pair in which a lenient parser could find cookie `name`
-/// (pairs kept as sent, joined with `; `); `None` when there is no such pair. Used to keep
-/// the token cookie from the application when token sources are stripped.
+/// (split at `,` too, names compared by [`lenient_name_eq`]), the others kept as sent and
+/// joined with `; `; `None` when there is no such pair. Used to keep the token cookie from
+/// the application when token sources are stripped.
 pub fn cookie_without(value: &str, name: &str) -> Option<String> {
     let holds_token = |pair: &str| {
         pair.split(',')
             .filter_map(cookie_pair)
-            .any(|(key, _)| key.eq_ignore_ascii_case(name))
+            .any(|(key, _)| lenient_name_eq(key, name))
     };
     if !value.split(';').any(holds_token) {
         return None;
@@ -356,7 +456,7 @@ mod tests {
             "",
             "Digest username=\"a\", realm=\"b\"",
             "Basic a,Basic b",
-            "Bearer\tabc",
+            "Bearer.x abc",
         ] {
             assert_eq!(extract(&[("authorization", value)]), Ok(None), "{value}");
         }
@@ -374,12 +474,138 @@ mod tests {
             "Bearer a=b".to_owned(),
             "Bearer ===".to_owned(),
             "Bearer t\u{e9}st".to_owned(),
+            // Only SP separates the scheme from the token (RFC 7235 `1*SP`).
+            format!("Bearer\t{JWT}"),
+            format!("bearer\t\t{JWT}"),
+            format!("Bearer \t{JWT}"),
+            format!("Bearer\u{a0}{JWT}"),
+            format!("Bearer\u{b}{JWT}"),
         ] {
             assert_eq!(
                 extract(&[("authorization", &value)]),
                 Err(TokenError::Malformed),
                 "{value:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_tab_after_bearer_is_malformed_not_another_scheme() {
+        // SimpleJWT (`header.split()`) and Rails (`/^Bearer\s+/`) read the token after a tab:
+        // ignoring it would let a cookie be checked instead.
+        let tab = format!("Bearer\t{OTHER}");
+        let cookie = format!("access_token={JWT}");
+        for pairs in [
+            vec![("authorization", tab.as_str()), ("cookie", cookie.as_str())],
+            vec![("cookie", cookie.as_str()), ("authorization", tab.as_str())],
+            vec![("authorization", tab.as_str()), ("x-access-token", JWT)],
+        ] {
+            assert_eq!(extract(&pairs), Err(TokenError::Malformed), "{pairs:?}");
+        }
+        assert_eq!(
+            extract(&[("x-access-token", &tab)]),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_jwt_under_another_scheme_is_a_copy() {
+        let cookie = format!("access_token={JWT}");
+        let with_cookie =
+            |authorization: &str| extract(&[("authorization", authorization), ("cookie", &cookie)]);
+        for value in [
+            format!("JWT {OTHER}"),
+            format!("Token {OTHER}"),
+            format!("jwt\t{OTHER}"),
+            format!("Token token=\"{OTHER}\", nonce=\"x\""),
+            format!("Basic dXNlcjpwYXNz, JWT {OTHER}"),
+            OTHER.to_owned(),
+        ] {
+            assert_eq!(
+                with_cookie(&value),
+                Err(TokenError::MultipleTokens),
+                "{value}"
+            );
+        }
+        // The same token, or no JWT at all, changes nothing; alone, it is no token.
+        for value in [
+            format!("JWT {JWT}"),
+            "Basic dXNlcjpwYXNz".to_owned(),
+            "Digest realm=\"api.example.com\", uri=\"/a.b.c\"".to_owned(),
+            "Token abc.def.ghi".to_owned(),
+        ] {
+            assert_eq!(with_cookie(&value), ok(JWT), "{value}");
+        }
+        let alone = format!("JWT {OTHER}");
+        assert_eq!(extract(&[("authorization", &alone)]), Ok(None));
+    }
+
+    #[test]
+    fn names_that_frameworks_fold_into_the_token_name_are_copies() {
+        // PHP's $_COOKIE reads `access.token`, `access token` and `access[token` as
+        // `access_token`; ASP.NET Core compares names in any case, and decodes them.
+        for name in [
+            "access.token",
+            "access token",
+            "access[token",
+            "ACCESS.TOKEN",
+            "access%2Etoken",
+            "access%5ftoken",
+            "access+token",
+            "access_token%00x",
+        ] {
+            for cookie in [
+                format!("{name}={OTHER}; access_token={JWT}"),
+                format!("access_token={JWT}; {name}={OTHER}"),
+            ] {
+                assert_eq!(
+                    extract(&[("cookie", &cookie)]),
+                    Err(TokenError::MultipleTokens),
+                    "{cookie}"
+                );
+            }
+            let same = format!("{name}={JWT}; access_token={JWT}");
+            assert_eq!(extract(&[("cookie", &same)]), ok(JWT), "{same}");
+            // Never the token itself.
+            let alone = format!("{name}={JWT}");
+            assert_eq!(extract(&[("cookie", &alone)]), Ok(None), "{alone}");
+        }
+        for name in [
+            "access_tokens",
+            "accesstoken",
+            "access__token",
+            "xaccess_token",
+            "access%2",
+        ] {
+            let other = format!("{name}={OTHER}; access_token={JWT}");
+            assert_eq!(extract(&[("cookie", &other)]), ok(JWT), "{other}");
+        }
+    }
+
+    #[test]
+    fn lenient_names_compare_as_frameworks_read_them() {
+        for name in [
+            "access_token",
+            "Access_Token",
+            "access.token",
+            " access token",
+            "access[token",
+            "access%5Btoken",
+            "%61ccess_token",
+            "access+token",
+            "access_token%00.anything",
+        ] {
+            assert!(lenient_name_eq(name, "access_token"), "{name}");
+        }
+        for name in [
+            "access_token_",
+            "access%token",
+            "access%5",
+            "access-token",
+            "",
+            "%00",
+        ] {
+            assert!(!lenient_name_eq(name, "access_token"), "{name}");
         }
     }
 
@@ -592,8 +818,48 @@ mod tests {
         }
         // Alone, it is no token; other parameters and an empty one do not count.
         assert_eq!(extract(&[], &same), Ok(None));
-        let other = format!("token={OTHER}&access_token=&Access_Token={OTHER}");
+        let other = format!("token={OTHER}&access_token=&Access_Token=&access_tokens={OTHER}");
         assert_eq!(extract(&[("authorization", &auth)], &other), ok(JWT));
+    }
+
+    #[test]
+    fn query_names_that_frameworks_fold_into_access_token_are_copies() {
+        // ASP.NET Core reads query names in any case; PHP's $_GET turns `.`, ` `, `[` into `_`.
+        let auth = format!("Bearer {JWT}");
+        let headers: &[(&str, &str)] = &[("authorization", &auth)];
+        let extract = |query: &str| {
+            extract_token(&WithQuery(headers, query), &sources(), 1024)
+                .map(|t| t.map(str::to_owned))
+        };
+        for name in [
+            "Access_Token",
+            "ACCESS_TOKEN",
+            "access.token",
+            "access+token",
+            "access%20token",
+            "access[token",
+            "access%5Ftoken",
+        ] {
+            let query = format!("x=1&{name}={OTHER}");
+            assert_eq!(extract(&query), Err(TokenError::MultipleTokens), "{query}");
+            let same = format!("{name}={JWT}");
+            assert_eq!(extract(&same), ok(JWT), "{same}");
+        }
+    }
+
+    #[test]
+    fn query_copies_are_named_as_they_appear() {
+        let query = format!("a=1&Access_Token={JWT}&access%2Etoken={OTHER}&access_token=&b");
+        let copies: Vec<(&str, String)> = query_copies(&query)
+            .map(|(name, value)| (name, value.into_owned()))
+            .collect();
+        assert_eq!(
+            copies,
+            [
+                ("Access_Token", JWT.to_owned()),
+                ("access%2Etoken", OTHER.to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -637,6 +903,8 @@ mod tests {
             ("a=1;access_token=T", Some("a=1")),
             ("theme=dark,access_token=T; b=2", Some("b=2")),
             ("ACCESS_TOKEN=T; b=2", Some("b=2")),
+            ("a=1; access.token=T; access[token=T; b=2", Some("a=1; b=2")),
+            ("access%5Ftoken=T; access+token=T", Some("")),
             ("a=1; b=2", None),
             ("access_tokens=1", None),
             ("", None),
