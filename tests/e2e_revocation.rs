@@ -247,6 +247,18 @@ fn a_client_cannot_forge_claim_headers() {
         .header("x-jwt-sub", "admin")
         .send(stack.envoy.listen_port());
     assert_eq!(overwritten.json()["headers"]["x-jwt-sub"], "uma");
+    // Another spelling, which CGI-style servers read as the same variable, is removed.
+    let spelled = Request::get("/api/items")
+        .bearer(&tokens::valid("uma"))
+        .header("x_jwt_sub", "admin")
+        .send(stack.envoy.listen_port());
+    assert_eq!(spelled.status, 200, "{}", spelled.text());
+    assert!(
+        spelled.json()["headers"].get("x_jwt_sub").is_none(),
+        "a client-sent x_jwt_sub reached the upstream: {}",
+        spelled.text()
+    );
+    assert_eq!(spelled.json()["headers"]["x-jwt-sub"], "uma");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use super::grpc::{CheckReply, CheckServer};
 use super::logout::LogoutRoutes;
 use super::request::CheckedRequest;
 use super::response::{denial_response, encoded_allow};
-use super::strip::{stripped_sources, with_part};
+use super::strip::{forged_claim_spellings, stripped_sources, with_part};
 use crate::clock::unix_now;
 use crate::config::ResponseConfig;
 use crate::metrics::CheckMetrics;
@@ -108,7 +108,8 @@ impl AuthzService {
                     .strip_sources
                     .as_ref()
                     .and_then(|sources| stripped_sources(&request, sources));
-                CheckReply::Encoded(with_part(allow, part))
+                let forged = forged_claim_spellings(&request, self.response.claim_headers.values());
+                CheckReply::Encoded(with_part(with_part(allow, part), forged))
             }
             Decision::Deny(denial) => {
                 CheckReply::Message(Box::new(denial_response(denial, &self.response)))

@@ -87,6 +87,37 @@ pub fn stripped_sources(
     Some(Bytes::from(part.encode_to_vec()))
 }
 
+/// The request-specific part of every allow response that removes the other spellings of
+/// the configured claim headers (`x_jwt_sub` for `x-jwt-sub`), or `None` when the request
+/// has none. The allow overwrites the claim headers themselves; but CGI-style servers
+/// (WSGI, Rack, PHP) read `x-jwt-sub` and `x_jwt_sub` as one variable, so a client-sent
+/// `x_jwt_sub: victim` could otherwise reach the application as the verified subject.
+pub fn forged_claim_spellings<'a>(
+    headers: &(impl HeaderSource + ?Sized),
+    claim_headers: impl IntoIterator<Item = &'a String>,
+) -> Option<Bytes> {
+    let mut headers_to_remove: Vec<String> = Vec::new();
+    for configured in claim_headers {
+        for name in header_spellings(headers, configured) {
+            if !headers_to_remove.iter().any(|known| known == name) {
+                headers_to_remove.push(name.to_owned());
+            }
+        }
+    }
+    if headers_to_remove.is_empty() {
+        return None;
+    }
+    let part = CheckResponse {
+        status: None,
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers_to_remove,
+            ..OkHttpResponse::default()
+        })),
+        dynamic_metadata: None,
+    };
+    Some(Bytes::from(part.encode_to_vec()))
+}
+
 /// `allow` (an encoded allow response) with `part` appended, when there is one.
 pub fn with_part(allow: Bytes, part: Option<Bytes>) -> Bytes {
     match part {
@@ -187,6 +218,35 @@ mod tests {
             ok.headers_to_remove,
             ["authorization", "x-access-token", "x_access_token"]
         );
+    }
+
+    #[test]
+    fn other_spellings_of_claim_headers_are_removed_from_every_allow() {
+        let claim_headers = [("x-jwt-sub".to_owned()), ("x-jwt-email".to_owned())];
+        let pairs: &[(&str, &str)] = &[
+            ("x_jwt_sub", "victim"),
+            ("x-jwt_email", "victim@example.com"),
+            ("x-jwt-sub", "whatever the client sent"),
+            ("x_other", "kept"),
+        ];
+        let part = forged_claim_spellings(pairs, &claim_headers);
+        let (_, ok) = ok_response(with_part(allow(), part));
+        assert_eq!(
+            ok.headers_to_remove,
+            [
+                "authorization",
+                "x-access-token",
+                "x_jwt_sub",
+                "x-jwt_email"
+            ]
+        );
+        // The claim header itself is overwritten by the allow with the verified value.
+        assert_eq!(
+            set(&ok.headers),
+            [("x-jwt-sub".to_owned(), "alice".to_owned())]
+        );
+        let clean: &[(&str, &str)] = &[("x-jwt-sub", "x"), ("accept", "*/*")];
+        assert_eq!(forged_claim_spellings(clean, &claim_headers), None);
     }
 
     #[test]
