@@ -201,15 +201,29 @@ mod verifier_tests {
                 "{typ}"
             );
         }
-        // The control: the same claims untyped, or typed as an access token, pass Check's
-        // rules (they are a valid JWT for the API's audience).
+        // Untyped or typed as an access token, claims that carry `events` are still a
+        // logout token or a SET: refused too.
+        for typ in [None, Some("JWT"), Some("at+jwt")] {
+            let token = typed(typ, &logout_claims());
+            assert_eq!(
+                verifier.verify(&token, NOW, TimeRule::Enforce).await.err(),
+                Some(TokenError::WrongType),
+                "{typ:?} with events"
+            );
+        }
+        // The control: the same claims without `events`, untyped or typed as an access
+        // token, pass Check's rules (a valid JWT for the API's audience).
+        let mut without_events = logout_claims();
+        if let Some(claims) = without_events.as_object_mut() {
+            claims.remove("events");
+        }
         for typ in [
             None,
             Some("JWT"),
             Some("at+jwt"),
             Some("application/at+jwt"),
         ] {
-            let token = typed(typ, &logout_claims());
+            let token = typed(typ, &without_events);
             assert!(
                 verifier
                     .verify(&token, NOW, TimeRule::Enforce)
