@@ -198,6 +198,11 @@ fn check_claims(mut claims: Map<String, Value>) -> Result<SetClaims, SetError> {
     let Value::Object(event) = event else {
         return Err(SetError::Malformed("the event's payload is not an object"));
     };
+    // The member name is the event type's URI: an empty one names no event (found by the
+    // set_parse fuzz target).
+    if event_type.is_empty() {
+        return Err(SetError::Malformed("the event type is empty"));
+    }
     Ok(SetClaims {
         iss,
         aud,

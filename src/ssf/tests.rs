@@ -584,6 +584,10 @@ fn hostile_sets_are_refused_with_the_right_code() {
             "invalid_request",
         ),
         (
+            compact(&header, &with("events", json!({"": {}}))),
+            "invalid_request",
+        ),
+        (
             compact(&header, &with("iat", json!("yesterday"))),
             "invalid_request",
         ),
