@@ -120,8 +120,7 @@ fn check_header(header: &Map<String, Value>) -> Result<(Algorithm, Option<String
     }
     match header.get("typ") {
         Some(Value::String(typ)) => {
-            let typ = typ.to_ascii_lowercase();
-            if typ.strip_prefix("application/").unwrap_or(&typ) != SET_TYP {
+            if !crate::token::typ::same_type(typ, SET_TYP) {
                 return Err(SetError::NotASet("typ is not secevent+jwt"));
             }
         }
