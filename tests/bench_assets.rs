@@ -9,7 +9,13 @@ use support::repo_root;
 #[test]
 fn benchmark_envoy_configs_validate() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for name in ["direct", "jwt_authn", "ext_authz", "module"] {
+    for name in [
+        "direct",
+        "jwt_authn",
+        "ext_authz",
+        "module_inputs",
+        "module",
+    ] {
         let template =
             std::fs::read_to_string(repo_root().join(format!("benches/envoy/{name}.yaml")))
                 .unwrap_or_else(|e| panic!("read {name}.yaml: {e}"));

@@ -4,6 +4,8 @@
 
 mod support;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use std::time::Duration;
 use support::module::ModuleEnvoy;
@@ -79,7 +81,12 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
     let seen = upstream
         .last_request()
         .expect("the upstream saw the request");
-    assert_eq!(seen.header("x-jwt-sub"), Some("alice"));
+    // The upstream gets the verified payload the module read the claims from.
+    let payload = URL_SAFE_NO_PAD
+        .decode(seen.header("x-jwt-payload").expect("the verified payload"))
+        .expect("base64url");
+    let payload: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+    assert_eq!(payload["sub"], "alice");
 
     let issuer = tokens::ISSUER;
     let cases: [(&str, Vec<&str>); 4] = [
@@ -120,7 +127,7 @@ fn revocations_of_every_kind_reach_envoy_and_envoy_stops_cleanly() {
 }
 
 #[test]
-fn forged_claim_headers_cannot_bypass_the_check() {
+fn a_forged_payload_header_cannot_bypass_the_check() {
     let (server, _token_dir) = feed_server();
     let upstream = TestUpstream::start();
     // This issuer's tokens may come without `iat` here (the server's allow_missing_iat).
@@ -139,27 +146,36 @@ fn forged_claim_headers_cannot_bypass_the_check() {
 
     server.cli_ok(&["revoke", "--token", &token]);
     assert_revoked(&envoy.wait_for_status(&token, 401).0);
-    // A client-sent jti would replace the digest; a client-sent iat later than the subject
-    // revocation would escape it; a second iss would make the claims ambiguous. All are
-    // removed before jwt_authn runs.
+    // A client-sent payload naming another token (a `jti` of its own, an `iat` later than a
+    // subject revocation, another issuer) would escape the revocation if it were read: it is
+    // removed before jwt_authn runs, whether sent once or twice.
+    let encode = |claims: &serde_json::Value| URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut innocent = claims.clone();
+    innocent["jti"] = json!("innocent");
+    innocent["iat"] = json!(tokens::now() + 600);
+    let mut elsewhere = innocent.clone();
+    elsewhere["iss"] = json!("https://elsewhere.test");
+    let (innocent, elsewhere) = (encode(&innocent), encode(&elsewhere));
     for forged in [
-        ("x-jwt-jti", "innocent"),
-        ("x-jwt-payload", "e30"),
-        ("x-jwt-iss", "https://elsewhere.test"),
+        vec![("x-jwt-payload", innocent.as_str())],
+        vec![("x-jwt-payload", elsewhere.as_str())],
+        vec![
+            ("x-jwt-payload", innocent.as_str()),
+            ("x-jwt-payload", elsewhere.as_str()),
+        ],
     ] {
-        assert_revoked(&envoy.get(&token, &[forged]));
+        assert_revoked(&envoy.get(&token, &forged));
     }
     server.cli_ok(&["unrevoke", "--token", &token]);
     envoy.wait_for_status(&token, 200);
     server.cli_ok(&["revoke", "--subject", "mallory", "--issuer", tokens::ISSUER]);
     envoy.wait_for_status(&token, 401);
-    let later = (tokens::now() + 600).to_string();
-    assert_revoked(&envoy.get(&token, &[("x-jwt-iat", &later)]));
+    assert_revoked(&envoy.get(&token, &[("x-jwt-payload", &innocent)]));
     assert_eq!(
         upstream
             .requests()
             .iter()
-            .filter(|r| r.header("x-jwt-jti") == Some("innocent"))
+            .filter(|r| r.header("x-jwt-payload") == Some(innocent.as_str()))
             .count(),
         0
     );
@@ -256,23 +272,38 @@ fn the_pinned_envoy_is_the_one_the_module_is_built_for() {
     assert!(version.contains(&format!("/{built_for}.")), "{version}");
 }
 
-/// Envoy's `get_header` reports how many values a header has: a claim header the client
-/// sent twice (here one the operator chose not to strip, to prove it) is refused as
-/// ambiguous, sent once it is read.
+/// Envoy's `get_header` reports how many values a header has: a payload header present
+/// twice (here one the operator chose not to strip, to prove it) is refused as ambiguous,
+/// present once it is read.
 #[test]
-fn a_claim_header_present_twice_is_refused_as_ambiguous() {
+fn a_payload_header_present_twice_is_refused_as_ambiguous() {
     let (server, _token_dir) = feed_server();
     let upstream = TestUpstream::start();
-    let config = module_config(&server, json!({"headers": {"session": "x-client-sid"}}));
+    let config = module_config(&server, json!({"payload_header": "x-client-payload"}));
     let envoy = ModuleEnvoy::start(upstream.port(), &config);
     let token = tokens::valid("quinn");
-    envoy.wait_for_status(&token, 200);
+    let mut quinn = tokens::claims("quinn");
+    quinn["sid"] = json!("s-quinn");
+    let quinn = URL_SAFE_NO_PAD.encode(quinn.to_string());
+    let other = URL_SAFE_NO_PAD.encode(tokens::claims("other").to_string());
+    // The status of a request with `payload`, once it is `want` (or after 10 s).
+    let until = |payload: &str, want: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = envoy.get(&token, &[("x-client-payload", payload)]);
+            if response.status == want || std::time::Instant::now() > deadline {
+                return response;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let first = until(&quinn, 200);
+    assert_eq!(first.status, 200, "{}", first.text());
     server.cli_ok(&["revoke", "--session", "s-quinn", "--issuer", tokens::ISSUER]);
-    let once = envoy.get(&token, &[("x-client-sid", "s-quinn")]);
-    assert_revoked(&once);
+    assert_revoked(&until(&quinn, 401));
     let twice = envoy.get(
         &token,
-        &[("x-client-sid", "s-other"), ("x-client-sid", "s-quinn")],
+        &[("x-client-payload", &other), ("x-client-payload", &quinn)],
     );
     assert_eq!(twice.status, 401, "{}", twice.text());
     assert_eq!(

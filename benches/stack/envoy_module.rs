@@ -122,6 +122,7 @@ pub(super) fn module(bins: &Bins) -> Result<String> {
 
     let direct = envoy(bins, "direct", 0)?;
     let jwt_authn = envoy(bins, "jwt_authn", 0)?;
+    let inputs = envoy(bins, "module_inputs", 0)?;
     let module_empty = module_envoy(bins, &empty, &token)?;
     let module_full = module_envoy(bins, &full, &token)?;
     let ext_authz = envoy(bins, "ext_authz", empty.authz)?;
@@ -134,6 +135,10 @@ pub(super) fn module(bins: &Bins) -> Result<String> {
     let setups = [
         ("Envoy direct response", direct.1),
         ("Envoy `jwt_authn` alone (RS256, JWT cache)", jwt_authn.1),
+        (
+            "`jwt_authn` + the module's input (forwarded payload, header strip), no module",
+            inputs.1,
+        ),
         ("`jwt_authn` + module, 0 revocations", module_empty.1),
         ("`jwt_authn` + module, 1,000,000 revocations", module_full.1),
         ("Envoy + ext_authz → jwt-revoker (defaults)", ext_authz.1),
@@ -149,6 +154,8 @@ pub(super) fn module(bins: &Bins) -> Result<String> {
             rounds[i].push(wrk(setups[i].1, &token)?);
         }
     }
+    // Indices into `setups`.
+    let (alone, no_revocations, million, ext) = (1, 3, 4, 5);
     let rps: Vec<f64> = rounds
         .iter()
         .map(|r| median(r.iter().map(|h| h.rps).collect()))
@@ -167,18 +174,18 @@ pub(super) fn module(bins: &Bins) -> Result<String> {
             table,
             "| {name} | {:.0} | {p50:.0} µs | {p99:.0} µs | {:.2}× | {:.2}× |",
             rps[i],
-            rps[i] / rps[1],
-            rps[i] / rps[4]
+            rps[i] / rps[alone],
+            rps[i] / rps[ext]
         )?;
     }
     writeln!(
         table,
         "\n1,000,000 vs 0 revocations: {:.3}× the requests/s. Envoy's memory with 1,000,000 \
          revocations in the module: {:.0} bytes per revocation (RSS difference).",
-        rps[3] / rps[2],
+        rps[million] / rps[no_revocations],
         memory
     )?;
-    drop((direct, jwt_authn, ext_authz, module_empty));
+    drop((direct, jwt_authn, inputs, ext_authz, module_empty));
     table.push_str(&propagation(&full, module_full.1)?);
     Ok(table)
 }

@@ -1,12 +1,20 @@
-//! Reading the verified claims that `jwt_authn` put into request headers, into the
-//! [`TokenIdentity`] the revocation set looks up. Any doubt refuses: a claim header sent
-//! twice, a value that is not UTF-8, an `iat` that is not a number.
+//! Reading the verified token's claims from the payload `jwt_authn` forwards
+//! (`forward_payload_header`), with the server's own reader ([`Claims::from_payload`]), into
+//! the [`TokenIdentity`] the revocation set looks up. Any doubt refuses: the header sent twice,
+//! not base64url, or claims the server would refuse (duplicate members, a claim of the wrong
+//! type, no `iss`, `aud` or `exp`). Parsed claims are cached by payload, bounded in bytes: a
+//! request of a token seen before costs one hash of its payload, as `jwt_authn`'s own JWT
+//! cache does.
 
-use crate::config::{ClaimHeaders, LifetimeRule};
+use crate::config::{LifetimeRule, MAX_PAYLOAD_CHARS};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_revoker::revocation::TokenIdentity;
-use jwt_revoker::token::claims::payload_id;
+use jwt_revoker::token::TokenError;
+use jwt_revoker::token::claims::{Claims, token_id};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use std::sync::Arc;
 
 /// One request header as Envoy holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +36,15 @@ pub trait RequestHeaders {
 /// Why the claims cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimsError {
-    /// No issuer: `jwt_authn` verified no token for this request.
+    /// No payload header: `jwt_authn` verified no token for this request.
     NoToken,
-    /// A claim header appears more than once.
+    /// The payload header appears more than once.
     Repeated,
-    /// A claim is not UTF-8, `iat` is not a number, or the payload is not base64url.
+    /// The payload is not base64url of a JSON object, a claim has the wrong type, or a JSON
+    /// member appears twice.
     Malformed,
-    /// Neither `jti` nor the payload to derive the token id from.
-    NoTokenId,
+    /// A claim the server requires (`iss`, `aud`, `exp`) is missing.
+    Missing(&'static str),
 }
 
 /// Why a token's lifetime is refused (the server's rule: see [`LifetimeRule`]).
@@ -43,96 +52,72 @@ pub enum ClaimsError {
 pub enum LifetimeError {
     /// No `iat` (and the rule does not allow that).
     MissingIssuedAt,
-    /// No `exp`.
-    MissingExpiry,
     /// `exp - iat` is longer than `max_token_lifetime`.
     TooLong,
 }
 
-/// The claims of one request, borrowed from its headers where possible.
-#[derive(Debug)]
-pub struct RequestClaims<'a> {
-    issuer: &'a str,
-    token_id: TokenId<'a>,
-    session: Option<&'a str>,
-    subject: Option<&'a str>,
-    client: Option<&'a str>,
+/// The revocation-relevant claims of one token payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    issuer: String,
+    token_id: String,
+    session: Option<String>,
+    subject: Option<String>,
+    client: Option<String>,
     issued_at: Option<u64>,
-    expires_at: Option<u64>,
+    expires_at: u64,
 }
 
-#[derive(Debug)]
-enum TokenId<'a> {
-    Jti(&'a str),
-    Digest(String),
-}
+/// Bytes a cached entry holds besides its strings (key box, `Arc`, the struct, the cache's
+/// own slot), rounded up.
+const ENTRY_OVERHEAD: usize = 192;
 
-fn text<'a>(header: Header<'a>) -> Result<Option<&'a str>, ClaimsError> {
-    match header {
-        Header::Absent => Ok(None),
-        Header::Repeated => Err(ClaimsError::Repeated),
-        Header::One(value) => std::str::from_utf8(value)
-            .map(Some)
-            .map_err(|_| ClaimsError::Malformed),
-    }
-}
-
-/// A NumericDate claim as `jwt_authn` writes it (an integer; a fraction is refused).
-fn number(value: Option<&str>) -> Result<Option<u64>, ClaimsError> {
-    value
-        .map(|v| v.parse::<u64>().map_err(|_| ClaimsError::Malformed))
-        .transpose()
-}
-
-impl<'a> RequestClaims<'a> {
-    /// Reads the claims named by `names` from `headers`.
-    pub fn read(
-        headers: &'a impl RequestHeaders,
-        names: &ClaimHeaders,
-    ) -> Result<Self, ClaimsError> {
-        let issuer = text(headers.get(&names.issuer))?;
-        let jti = text(headers.get(&names.token_id))?;
-        let payload = text(headers.get(&names.payload))?;
-        let session = text(headers.get(&names.session))?;
-        let subject = text(headers.get(&names.subject))?;
-        let client_id = text(headers.get(&names.client_id))?;
-        let azp = text(headers.get(&names.azp))?;
-        let issued_at = number(text(headers.get(&names.issued_at))?)?;
-        let expires_at = number(text(headers.get(&names.expires_at))?)?;
-        let issuer = issuer
-            .filter(|i| !i.is_empty())
-            .ok_or(ClaimsError::NoToken)?;
-        let token_id = match (jti.filter(|j| !j.is_empty()), payload) {
-            (Some(jti), _) => TokenId::Jti(jti),
-            (None, Some(payload)) => {
-                let decoded = URL_SAFE_NO_PAD
-                    .decode(payload.trim_end_matches('='))
-                    .map_err(|_| ClaimsError::Malformed)?;
-                TokenId::Digest(payload_id(&decoded))
-            }
-            (None, None) => return Err(ClaimsError::NoTokenId),
-        };
+impl TokenClaims {
+    /// Reads the claims from the base64url `payload` as `jwt_authn` forwards it.
+    pub fn from_encoded(payload: &[u8]) -> Result<Self, ClaimsError> {
+        if payload.len() > MAX_PAYLOAD_CHARS {
+            return Err(ClaimsError::Malformed);
+        }
+        let decoded = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| ClaimsError::Malformed)?;
+        let claims = Claims::from_payload(&decoded).map_err(|error| match error {
+            TokenError::MissingClaim(name) => ClaimsError::Missing(name),
+            _ => ClaimsError::Malformed,
+        })?;
         Ok(Self {
-            issuer,
-            token_id,
-            session,
-            subject,
-            client: client_id.or(azp),
-            issued_at,
-            expires_at,
+            token_id: token_id(&claims, &decoded),
+            issuer: claims.iss,
+            session: claims.sid,
+            subject: claims.sub,
+            client: claims.client_id,
+            issued_at: claims.iat,
+            expires_at: claims.exp,
         })
     }
 
-    /// Checks the server's lifetime rule: `iat` (unless allowed to be absent) and `exp`
-    /// present, `exp - iat` at most `max_token_lifetime`. Without it a token could outlive
-    /// the revocation by session, subject or client meant to stop it.
+    /// The heap bytes this entry holds in the cache under a key of `key_len` bytes.
+    fn weight(&self, key_len: usize) -> u64 {
+        let strings = [&self.session, &self.subject, &self.client]
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>()
+            + self.issuer.len()
+            + self.token_id.len();
+        (key_len + strings + ENTRY_OVERHEAD) as u64
+    }
+
+    /// Checks the server's lifetime rule: `iat` present (unless allowed to be absent) and
+    /// `exp - iat` at most `max_token_lifetime`. Without it a token could outlive the
+    /// revocation by session, subject or client meant to stop it.
     pub fn check_lifetime(&self, rule: LifetimeRule) -> Result<(), LifetimeError> {
-        let expires_at = self.expires_at.ok_or(LifetimeError::MissingExpiry)?;
         match self.issued_at {
             None if rule.allow_missing_iat => Ok(()),
             None => Err(LifetimeError::MissingIssuedAt),
             Some(issued_at)
-                if expires_at.saturating_sub(issued_at) > rule.max_token_lifetime.as_secs() =>
+                if self.expires_at.saturating_sub(issued_at)
+                    > rule.max_token_lifetime.as_secs() =>
             {
                 Err(LifetimeError::TooLong)
             }
@@ -142,28 +127,94 @@ impl<'a> RequestClaims<'a> {
 
     /// The token's `iss`.
     pub fn issuer(&self) -> &str {
-        self.issuer
+        &self.issuer
     }
 
     /// The identity the revocation set looks up.
     pub fn identity(&self) -> TokenIdentity<'_> {
         TokenIdentity {
-            issuer: self.issuer,
-            token_id: match &self.token_id {
-                TokenId::Jti(jti) => jti,
-                TokenId::Digest(digest) => digest,
-            },
-            session: self.session,
-            subject: self.subject,
-            client: self.client,
+            issuer: &self.issuer,
+            token_id: &self.token_id,
+            session: self.session.as_deref(),
+            subject: self.subject.as_deref(),
+            client: self.client.as_deref(),
             issued_at: self.issued_at,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ByWeight;
+
+impl Weighter<Box<[u8]>, Arc<TokenClaims>> for ByWeight {
+    fn weight(&self, key: &Box<[u8]>, claims: &Arc<TokenClaims>) -> u64 {
+        claims.weight(key.len())
+    }
+}
+
+/// Parsed claims by payload, shared by every Envoy worker, bounded in bytes.
+pub struct ClaimsCache {
+    cache: Option<Cache<Box<[u8]>, Arc<TokenClaims>, ByWeight>>,
+}
+
+impl std::fmt::Debug for ClaimsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimsCache")
+            .field("entries", &self.cache.as_ref().map_or(0, Cache::len))
+            .finish()
+    }
+}
+
+impl ClaimsCache {
+    /// A cache holding at most `max_bytes` (0: none, every request parses its payload).
+    pub fn new(max_bytes: usize) -> Self {
+        let cache = (max_bytes > 0).then(|| {
+            let estimated = (max_bytes / 1024).max(16);
+            Cache::with_weighter(estimated, max_bytes as u64, ByWeight)
+        });
+        Self { cache }
+    }
+
+    /// The claims of the request's payload header `name`.
+    pub fn read(
+        &self,
+        headers: &impl RequestHeaders,
+        name: &str,
+    ) -> Result<Arc<TokenClaims>, ClaimsError> {
+        let payload = match headers.get(name) {
+            Header::Absent => return Err(ClaimsError::NoToken),
+            Header::Repeated => return Err(ClaimsError::Repeated),
+            Header::One([]) => return Err(ClaimsError::NoToken),
+            Header::One(payload) => payload,
+        };
+        let Some(cache) = &self.cache else {
+            return TokenClaims::from_encoded(payload).map(Arc::new);
+        };
+        if let Some(claims) = cache.get(payload) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(TokenClaims::from_encoded(payload)?);
+        cache.insert(payload.into(), Arc::clone(&claims));
+        Ok(claims)
+    }
+
+    /// How many payloads are cached.
+    pub fn len(&self) -> usize {
+        self.cache.as_ref().map_or(0, Cache::len)
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::DEFAULT_PAYLOAD_HEADER;
+    use jwt_revoker::token::claims::payload_id;
+    use serde_json::{Value, json};
     use std::collections::HashMap;
 
     /// Headers from (name, value) pairs; a name given twice is [`Header::Repeated`].
@@ -179,6 +230,11 @@ pub(crate) mod tests {
             }
             Self(map)
         }
+
+        /// The headers of a request whose verified payload is `claims`.
+        pub(crate) fn payload(claims: &Value) -> Self {
+            Self::new(&[(DEFAULT_PAYLOAD_HEADER, &encoded(claims))])
+        }
     }
 
     impl RequestHeaders for Fixed {
@@ -191,18 +247,30 @@ pub(crate) mod tests {
         }
     }
 
+    /// `claims` as `jwt_authn` forwards them: base64url, no padding.
+    pub(crate) fn encoded(claims: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    }
+
+    /// Claims every test token has, with `extra` merged in.
+    pub(crate) fn claims(extra: Value) -> Value {
+        let mut claims = json!({"iss": "https://idp", "aud": "api", "iat": 1_700_000_000_u64,
+            "exp": 1_700_003_600_u64, "jti": "j"});
+        for (name, value) in extra.as_object().into_iter().flatten() {
+            claims[name] = value.clone();
+        }
+        claims
+    }
+
+    fn read(headers: &Fixed) -> Result<Arc<TokenClaims>, ClaimsError> {
+        ClaimsCache::new(1 << 20).read(headers, DEFAULT_PAYLOAD_HEADER)
+    }
+
     #[test]
     fn reads_every_claim_and_prefers_client_id_over_azp() {
-        let headers = Fixed::new(&[
-            ("x-jwt-iss", "https://idp"),
-            ("x-jwt-jti", "j1"),
-            ("x-jwt-sid", "s1"),
-            ("x-jwt-sub", "alice"),
-            ("x-jwt-client-id", "web"),
-            ("x-jwt-azp", "other"),
-            ("x-jwt-iat", "1700000000"),
-        ]);
-        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        let headers = Fixed::payload(&claims(json!({"sid": "s1", "sub": "alice",
+            "client_id": "web", "azp": "other"})));
+        let claims = read(&headers).expect("claims");
         let id = claims.identity();
         assert_eq!(
             (
@@ -215,7 +283,7 @@ pub(crate) mod tests {
             ),
             (
                 "https://idp",
-                "j1",
+                "j",
                 Some("s1"),
                 Some("alice"),
                 Some("web"),
@@ -226,10 +294,10 @@ pub(crate) mod tests {
 
     #[test]
     fn a_token_without_jti_is_named_by_its_payload_digest_like_the_server() {
-        let payload = br#"{"iss":"https://idp","sub":"a"}"#;
+        let payload = br#"{"iss":"https://idp","aud":"api","exp":1,"sub":"a"}"#;
         let encoded = URL_SAFE_NO_PAD.encode(payload);
-        let headers = Fixed::new(&[("x-jwt-iss", "https://idp"), ("x-jwt-payload", &encoded)]);
-        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        let headers = Fixed::new(&[(DEFAULT_PAYLOAD_HEADER, &encoded)]);
+        let claims = read(&headers).expect("claims");
         assert_eq!(claims.identity().token_id, payload_id(payload));
         assert!(claims.identity().token_id.starts_with("sha256:"));
     }
@@ -240,70 +308,110 @@ pub(crate) mod tests {
             max_token_lifetime: std::time::Duration::from_secs(3600),
             allow_missing_iat: false,
         };
-        let names = ClaimHeaders::default();
-        let check = |pairs: &[(&str, &str)], rule: LifetimeRule| {
-            let mut all = vec![("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")];
-            all.extend_from_slice(pairs);
-            let headers = Fixed::new(&all);
-            RequestClaims::read(&headers, &names)
+        let check = |extra: Value, rule: LifetimeRule| {
+            let mut claims = claims(extra);
+            claims
+                .as_object_mut()
+                .expect("object")
+                .retain(|_, v| !v.is_null());
+            read(&Fixed::payload(&claims))
                 .expect("claims")
                 .check_lifetime(rule)
         };
-        let iat = ("x-jwt-iat", "1700000000");
-        assert_eq!(check(&[iat, ("x-jwt-exp", "1700003600")], rule), Ok(()));
+        assert_eq!(check(json!({}), rule), Ok(()));
         assert_eq!(
-            check(&[iat, ("x-jwt-exp", "1700003601")], rule),
+            check(json!({"exp": 1_700_003_601_u64}), rule),
             Err(LifetimeError::TooLong)
         );
-        assert_eq!(check(&[iat], rule), Err(LifetimeError::MissingExpiry));
         assert_eq!(
-            check(&[("x-jwt-exp", "1700003600")], rule),
+            check(json!({"iat": null}), rule),
             Err(LifetimeError::MissingIssuedAt)
         );
         let lenient = LifetimeRule {
             allow_missing_iat: true,
             ..rule
         };
-        assert_eq!(check(&[("x-jwt-exp", "1900000000")], lenient), Ok(()));
+        assert_eq!(check(json!({"iat": null}), lenient), Ok(()));
         // exp before iat is no lifetime at all: jwt_authn refuses an expired token itself.
-        assert_eq!(check(&[iat, ("x-jwt-exp", "1")], rule), Ok(()));
-        let headers = Fixed::new(&[("x-jwt-iss", "i"), ("x-jwt-jti", "j"), ("x-jwt-exp", "1.5")]);
-        assert_eq!(
-            RequestClaims::read(&headers, &names).map(|_| ()),
-            Err(ClaimsError::Malformed)
-        );
+        assert_eq!(check(json!({"exp": 1}), rule), Ok(()));
     }
 
     #[test]
     fn doubt_refuses() {
-        let names = ClaimHeaders::default();
-        let read =
-            |pairs: &[(&str, &str)]| RequestClaims::read(&Fixed::new(pairs), &names).map(|_| ());
-        assert_eq!(read(&[("x-jwt-jti", "j")]), Err(ClaimsError::NoToken));
-        assert_eq!(read(&[("x-jwt-iss", "i")]), Err(ClaimsError::NoTokenId));
+        let read_pairs = |pairs: &[(&str, &str)]| read(&Fixed::new(pairs)).map(|_| ());
+        let good = encoded(&claims(json!({})));
+        assert_eq!(read_pairs(&[]), Err(ClaimsError::NoToken));
         assert_eq!(
-            read(&[("x-jwt-iss", "i"), ("x-jwt-jti", "a"), ("x-jwt-jti", "b")]),
+            read_pairs(&[(DEFAULT_PAYLOAD_HEADER, "")]),
+            Err(ClaimsError::NoToken)
+        );
+        assert_eq!(
+            read_pairs(&[
+                (DEFAULT_PAYLOAD_HEADER, &good),
+                (DEFAULT_PAYLOAD_HEADER, &good)
+            ]),
             Err(ClaimsError::Repeated)
         );
+        for malformed in [
+            "%%%".to_owned(),
+            format!("{good}="),
+            URL_SAFE_NO_PAD.encode("[1]"),
+            URL_SAFE_NO_PAD.encode(r#"{"iss":"a","iss":"b","aud":"api","exp":1}"#),
+            encoded(&claims(json!({"iat": "soon"}))),
+            encoded(&claims(json!({"sub": ["alice", "bob"]}))),
+            encoded(&claims(json!({"sid": 7}))),
+            "A".repeat(MAX_PAYLOAD_CHARS + 1),
+        ] {
+            assert_eq!(
+                read_pairs(&[(DEFAULT_PAYLOAD_HEADER, &malformed)]),
+                Err(ClaimsError::Malformed),
+                "{malformed:.80}"
+            );
+        }
+        let mut no_exp = claims(json!({}));
+        no_exp.as_object_mut().expect("object").remove("exp");
         assert_eq!(
-            read(&[
-                ("x-jwt-iss", "i"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-iat", "soon")
-            ]),
-            Err(ClaimsError::Malformed)
+            read_pairs(&[(DEFAULT_PAYLOAD_HEADER, &encoded(&no_exp))]),
+            Err(ClaimsError::Missing("exp"))
         );
-        assert_eq!(
-            read(&[("x-jwt-iss", "i"), ("x-jwt-payload", "%%%")]),
-            Err(ClaimsError::Malformed)
+        let not_utf8 = Fixed(HashMap::from([(
+            DEFAULT_PAYLOAD_HEADER.to_owned(),
+            vec![vec![0xff, 0xfe]],
+        )]));
+        assert_eq!(read(&not_utf8).map(|_| ()), Err(ClaimsError::Malformed));
+    }
+
+    #[test]
+    fn the_cache_returns_the_same_claims_and_stays_within_its_bytes() {
+        let cache = ClaimsCache::new(64 * 1024);
+        let headers = Fixed::payload(&claims(json!({"sub": "alice"})));
+        let first = cache
+            .read(&headers, DEFAULT_PAYLOAD_HEADER)
+            .expect("claims");
+        let again = cache
+            .read(&headers, DEFAULT_PAYLOAD_HEADER)
+            .expect("claims");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second read is a cache hit"
         );
-        let not_utf8 = Fixed(HashMap::from([
-            ("x-jwt-iss".to_owned(), vec![b"i".to_vec()]),
-            ("x-jwt-jti".to_owned(), vec![vec![0xff, 0xfe]]),
-        ]));
-        assert_eq!(
-            RequestClaims::read(&not_utf8, &names).map(|_| ()),
-            Err(ClaimsError::Malformed)
-        );
+        for n in 0..2_000 {
+            let headers = Fixed::payload(&claims(json!({"jti": format!("token-{n}")})));
+            cache
+                .read(&headers, DEFAULT_PAYLOAD_HEADER)
+                .expect("claims");
+        }
+        // Each entry weighs at least ENTRY_OVERHEAD bytes: 64 KiB holds far fewer than 2,000.
+        assert!(cache.len() < 64 * 1024 / ENTRY_OVERHEAD, "{}", cache.len());
+        let uncached = ClaimsCache::new(0);
+        let one = uncached
+            .read(&headers, DEFAULT_PAYLOAD_HEADER)
+            .expect("claims");
+        let two = uncached
+            .read(&headers, DEFAULT_PAYLOAD_HEADER)
+            .expect("claims");
+        assert_eq!(one, two);
+        assert!(!Arc::ptr_eq(&one, &two));
+        assert!(uncached.is_empty());
     }
 }

@@ -38,48 +38,16 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-/// The request headers the claims are read from (set by `jwt_authn`'s `claim_to_headers` and
-/// `forward_payload_header`, and removed from the client's request by a `header_mutation`
-/// filter placed before `jwt_authn`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimHeaders {
-    /// `iss` (required).
-    pub issuer: String,
-    /// `jti`.
-    pub token_id: String,
-    /// The base64url payload (`forward_payload_header`): the token id of a token without
-    /// `jti` is `sha256:<hex>` of it, as in the server.
-    pub payload: String,
-    /// `sid`.
-    pub session: String,
-    /// `sub`.
-    pub subject: String,
-    /// `client_id`.
-    pub client_id: String,
-    /// `azp`, used when there is no `client_id`.
-    pub azp: String,
-    /// `iat`.
-    pub issued_at: String,
-    /// `exp`.
-    pub expires_at: String,
-}
+/// The default request header holding the verified token's base64url payload (`jwt_authn`'s
+/// `forward_payload_header`).
+pub const DEFAULT_PAYLOAD_HEADER: &str = "x-jwt-payload";
 
-impl Default for ClaimHeaders {
-    fn default() -> Self {
-        Self {
-            issuer: "x-jwt-iss".to_owned(),
-            token_id: "x-jwt-jti".to_owned(),
-            payload: "x-jwt-payload".to_owned(),
-            session: "x-jwt-sid".to_owned(),
-            subject: "x-jwt-sub".to_owned(),
-            client_id: "x-jwt-client-id".to_owned(),
-            azp: "x-jwt-azp".to_owned(),
-            issued_at: "x-jwt-iat".to_owned(),
-            expires_at: "x-jwt-exp".to_owned(),
-        }
-    }
-}
+/// The default bound of the parsed-claims cache, in bytes.
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The longest payload header read, in bytes of base64url (the server's default
+/// `max_token_bytes` bounds a whole token the same way).
+pub const MAX_PAYLOAD_CHARS: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,8 +72,8 @@ struct RawConfig {
     #[serde(default)]
     issuers: Vec<String>,
     realm: Option<String>,
-    #[serde(default)]
-    headers: ClaimHeaders,
+    payload_header: Option<String>,
+    cache_max_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     max_token_lifetime: Option<Duration>,
     #[serde(default)]
@@ -135,8 +103,11 @@ pub struct FilterSettings {
     pub issuers: Vec<String>,
     /// The `realm` of `WWW-Authenticate`.
     pub realm: String,
-    /// Where the claims are read.
-    pub headers: ClaimHeaders,
+    /// The request header holding the verified payload, which `jwt_authn` writes
+    /// (`forward_payload_header`) and a filter before it removes from the client's request.
+    pub payload_header: String,
+    /// The bound of the parsed-claims cache, in bytes (0: no cache).
+    pub cache_max_bytes: usize,
     /// How long a token may live.
     pub lifetime: LifetimeRule,
 }
@@ -226,28 +197,18 @@ impl FilterSettings {
         if resync_interval < Duration::from_secs(10) {
             return Err(invalid("resync_interval", "must be at least 10s"));
         }
-        let headers = raw.headers;
-        for name in [
-            &headers.issuer,
-            &headers.token_id,
-            &headers.payload,
-            &headers.session,
-            &headers.subject,
-            &headers.client_id,
-            &headers.azp,
-            &headers.issued_at,
-            &headers.expires_at,
-        ] {
-            let usable = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !usable {
-                return Err(invalid(
-                    "headers",
-                    format!("{name:?} is not a lowercase header name"),
-                ));
-            }
+        let payload_header = raw
+            .payload_header
+            .unwrap_or_else(|| DEFAULT_PAYLOAD_HEADER.to_owned());
+        let usable = !payload_header.is_empty()
+            && payload_header
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !usable {
+            return Err(invalid(
+                "payload_header",
+                format!("{payload_header:?} is not a lowercase header name"),
+            ));
         }
         let max_token_lifetime = raw
             .max_token_lifetime
@@ -268,7 +229,8 @@ impl FilterSettings {
             },
             issuers: raw.issuers,
             realm: raw.realm.unwrap_or_else(|| "jwt-revoker".to_owned()),
-            headers,
+            payload_header,
+            cache_max_bytes: raw.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
             lifetime: LifetimeRule {
                 max_token_lifetime,
                 allow_missing_iat: raw.allow_missing_iat,
@@ -288,7 +250,8 @@ mod tests {
         assert_eq!(settings.feed.endpoints, ["http://127.0.0.1:9191"]);
         assert_eq!(settings.replica.max_staleness, Duration::from_secs(30));
         assert_eq!(settings.replica.stale_policy, StalePolicy::Deny);
-        assert_eq!(settings.headers, ClaimHeaders::default());
+        assert_eq!(settings.payload_header, DEFAULT_PAYLOAD_HEADER);
+        assert_eq!(settings.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);
         assert_eq!(settings.realm, "jwt-revoker");
         assert_eq!(
             settings.lifetime,
@@ -307,7 +270,8 @@ mod tests {
             r#"{"feed": "a:1", "feed_token": "t", "stale_policy": "allow"}"#,
             r#"{"feed": "a:1", "feed_token": "t", "max_staleness": "10ms"}"#,
             r#"{"feed": "a:1", "feed_token": "t", "surprise": 1}"#,
-            r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "X Iss"}}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "payload_header": "X Payload"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "x-iss"}}"#,
             r#"{"feed": "a:1", "feed_token": "t", "feed_token_file": "/x"}"#,
             r#"{"feed": "a:1", "feed_token": "t", "max_token_lifetime": "0s"}"#,
             "not json",

@@ -512,24 +512,14 @@ pub(crate) mod tests {
         )));
         assert_eq!(sent[0].details, "jwt_revoker_no_token");
         // Claims present, but the replica never synced: 503, fail closed.
-        let (status, sent) = request(
-            config,
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "j"),
-                ("x-jwt-iat", "1"),
-                ("x-jwt-exp", "60"),
-            ],
-        );
+        let payload =
+            crate::claims::tests::encoded(&crate::claims::tests::claims(serde_json::json!({})));
+        let (status, sent) = request(config, &[("x-jwt-payload", &payload)]);
         assert_eq!((status, sent[0].status), (STOP_ITERATION, 503));
-        // A claim header twice: refused before any lookup.
+        // The payload header twice: refused before any lookup.
         let (_, sent) = request(
             config,
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-jti", "b"),
-            ],
+            &[("x-jwt-payload", &payload), ("x-jwt-payload", &payload)],
         );
         assert_eq!(sent[0].details, "jwt_revoker_repeated_claim");
         // SAFETY: made by config_new above, destroyed once.

@@ -1,7 +1,7 @@
 //! The filter: the claims of a request looked up in the replica, and the answer, either
 //! continue or a refusal with the server's RFC 6750 texts.
 
-use crate::claims::{ClaimsError, LifetimeError, RequestClaims, RequestHeaders};
+use crate::claims::{ClaimsCache, ClaimsError, LifetimeError, RequestHeaders};
 use crate::config::{ConfigError, FilterSettings};
 use crate::feed::{Feed, FeedError};
 use jwt_revoker::authz::challenge;
@@ -92,18 +92,22 @@ pub fn internal_error() -> Refusal {
 #[derive(Debug)]
 pub struct Decider {
     settings: FilterSettings,
+    claims: ClaimsCache,
 }
 
 impl Decider {
     /// A decider with `settings`.
     pub fn new(settings: FilterSettings) -> Self {
-        Self { settings }
+        Self {
+            claims: ClaimsCache::new(settings.cache_max_bytes),
+            settings,
+        }
     }
 
     /// The verdict on a request with `headers`, looked up in `replica` at `now`.
     pub fn decide(&self, headers: &impl RequestHeaders, replica: &Replica, now: u64) -> Verdict {
         let realm = &self.settings.realm;
-        let claims = match RequestClaims::read(headers, &self.settings.headers) {
+        let claims = match self.claims.read(headers, &self.settings.payload_header) {
             Ok(claims) => claims,
             Err(ClaimsError::NoToken) => {
                 return refusal(
@@ -128,11 +132,11 @@ impl Decider {
                     "jwt_revoker_malformed_claim",
                 );
             }
-            Err(ClaimsError::NoTokenId) => {
+            Err(ClaimsError::Missing(claim)) => {
                 return invalid_token(
                     realm,
-                    "the token cannot be identified",
-                    "jwt_revoker_no_token_id",
+                    &format!("the token has no {claim}"),
+                    "jwt_revoker_missing_claim",
                 );
             }
         };
@@ -149,7 +153,6 @@ impl Decider {
                 LifetimeError::MissingIssuedAt => {
                     ("the token has no iat", "jwt_revoker_missing_iat")
                 }
-                LifetimeError::MissingExpiry => ("the token has no exp", "jwt_revoker_missing_exp"),
                 LifetimeError::TooLong => (
                     "the token lives longer than allowed",
                     "jwt_revoker_lifetime_too_long",
@@ -209,7 +212,8 @@ impl RevocationFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::tests::Fixed;
+    use crate::claims::tests::{Fixed, claims, encoded};
+    use serde_json::json;
 
     fn decider() -> Decider {
         let settings = FilterSettings::parse(
@@ -233,12 +237,7 @@ mod tests {
             stale_policy: jwt_revoker::config::StalePolicy::ServeStale,
             resync_interval: std::time::Duration::from_secs(600),
         });
-        let headers = Fixed::new(&[
-            ("x-jwt-iss", "https://idp"),
-            ("x-jwt-jti", "j"),
-            ("x-jwt-iat", "1"),
-            ("x-jwt-exp", "60"),
-        ]);
+        let headers = Fixed::payload(&claims(json!({"iat": 1, "exp": 60})));
         let Verdict::Refuse(refusal) = decider().decide(&headers, &replica, 1) else {
             panic!("a replica that never synced must refuse");
         };
@@ -270,36 +269,25 @@ mod tests {
                 .headers
                 .contains(&("www-authenticate", "Bearer realm=\"mesh\"".to_owned()))
         );
-        for pairs in [
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-jti", "b"),
-            ][..],
-            &[("x-jwt-iss", "https://other"), ("x-jwt-jti", "a")][..],
-            &[("x-jwt-iss", "https://idp")][..],
+        let payload = encoded(&claims(json!({})));
+        let mut no_exp = claims(json!({}));
+        no_exp.as_object_mut().expect("object").remove("exp");
+        let mut no_iat = claims(json!({}));
+        no_iat.as_object_mut().expect("object").remove("iat");
+        for headers in [
+            Fixed::new(&[("x-jwt-payload", &payload), ("x-jwt-payload", &payload)]),
+            Fixed::payload(&claims(json!({"iss": "https://other"}))),
+            Fixed::payload(&claims(json!({"sub": 1}))),
             // The lifetime rule: no iat, no exp, longer than max_token_lifetime.
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-exp", "60"),
-            ][..],
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-iat", "1"),
-            ][..],
-            &[
-                ("x-jwt-iss", "https://idp"),
-                ("x-jwt-jti", "a"),
-                ("x-jwt-iat", "1"),
-                ("x-jwt-exp", "99999999"),
-            ][..],
+            Fixed::payload(&no_exp),
+            Fixed::payload(&no_iat),
+            Fixed::payload(&claims(json!({"iat": 1, "exp": 99_999_999}))),
         ] {
             assert_eq!(
-                status(&decider.decide(&Fixed::new(pairs), &replica, 1)),
+                status(&decider.decide(&headers, &replica, 1)),
                 401,
-                "{pairs:?}"
+                "{:?}",
+                headers.0
             );
         }
     }

@@ -46,15 +46,21 @@ pub struct VerifiedToken {
 impl VerifiedToken {
     /// Pairs `claims` with the identifier derived from them and the decoded `payload`.
     pub(crate) fn new(claims: Claims, payload: &[u8]) -> Self {
-        let token_id = match &claims.jti {
-            Some(jti) => jti.clone(),
-            None => payload_id(payload),
-        };
+        let token_id = token_id(&claims, payload);
         Self {
             claims,
             token_id,
             memo: TokenMemo::default(),
         }
+    }
+}
+
+/// A token's identifier for revocation by token: its `jti`, or [`payload_id`] of its decoded
+/// `payload` when it has none.
+pub fn token_id(claims: &Claims, payload: &[u8]) -> String {
+    match &claims.jti {
+        Some(jti) => jti.clone(),
+        None => payload_id(payload),
     }
 }
 
@@ -72,6 +78,14 @@ pub fn payload_id(payload: &[u8]) -> String {
 }
 
 impl Claims {
+    /// Reads the claims from a token's decoded payload bytes, with Check's rules: strict JSON
+    /// (see [`parse_object`](super::json::parse_object)), then [`Claims::from_map`]'s types.
+    /// The Envoy module reads `jwt_authn`'s forwarded payload with it, so both read a token
+    /// the same way.
+    pub fn from_payload(payload: &[u8]) -> Result<Self, TokenError> {
+        Self::from_map(super::json::parse_object(payload)?)
+    }
+
     /// Reads the claims from a token's JSON payload object. `iss`, `aud` and `exp` are
     /// required; a claim of the wrong type is [`TokenError::Malformed`].
     pub(crate) fn from_map(all: Map<String, Value>) -> Result<Self, TokenError> {

@@ -113,6 +113,16 @@ impl TokenError {
     }
 }
 
+impl From<super::json::JsonError> for TokenError {
+    /// A JOSE header or claims set refused by [`parse_object`](super::json::parse_object).
+    fn from(error: super::json::JsonError) -> Self {
+        match error {
+            super::json::JsonError::Invalid => Self::Malformed,
+            super::json::JsonError::DuplicateMember => Self::DuplicateMember,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::TokenError;

@@ -1,7 +1,7 @@
 //! Verifying a compact JWS access token: structure, header, issuer, algorithm, signature,
 //! audience and lifetime, each step bounded in work and memory.
 
-use super::json::{JsonError, parse_object};
+use super::json::parse_object;
 use super::keys::{IssuerKeys, KeyError};
 use super::typ::check_access_typ;
 use super::{Claims, TokenError, VerifiedToken};
@@ -179,7 +179,7 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let payload = decode_part(payload_b64)?;
-        let all = parse_object(&payload).map_err(json_error)?;
+        let all = parse_object(&payload).map_err(TokenError::from)?;
         // Read unverified, only to choose whose keys to check the signature with.
         let issuer = match all.get("iss") {
             Some(Value::String(iss)) => self
@@ -249,15 +249,7 @@ fn decode_header(header_b64: &str) -> Result<Map<String, Value>, TokenError> {
     if header_b64.is_empty() || header_b64.len() > MAX_HEADER_CHARS {
         return Err(TokenError::Malformed);
     }
-    parse_object(&decode_part(header_b64)?).map_err(json_error)
-}
-
-/// A JOSE header or claims set refused by [`parse_object`], as a token error.
-fn json_error(error: JsonError) -> TokenError {
-    match error {
-        JsonError::Invalid => TokenError::Malformed,
-        JsonError::DuplicateMember => TokenError::DuplicateMember,
-    }
+    parse_object(&decode_part(header_b64)?).map_err(TokenError::from)
 }
 
 /// Refuses encrypted, unsecured, unknown-algorithm and `crit` tokens; returns the algorithm
