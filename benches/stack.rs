@@ -889,20 +889,33 @@ fn wrk(port: u16, token: &str) -> Result<Http> {
     })
 }
 
-/// An Envoy running `benches/envoy/<name>.yaml`.
+/// An Envoy with `benches/envoy/{name}.yaml` and `--concurrency 1`, ready: its listen port.
 fn envoy(bins: &Bins, name: &str, authz: u16) -> Result<(Process, u16, tempfile::TempDir)> {
+    envoy_from(bins, name, &[("authz_port", authz.to_string())], &[])
+}
+
+/// An Envoy with `benches/envoy/{name}.yaml`, its `{{listen_port}}`, `{{admin_port}}` and
+/// `{{jwks_path}}` filled in, the other placeholders from `vars`, environment `env`, and
+/// `--concurrency 1`, once `/ready` answers: the process, its listen port, its directory.
+fn envoy_from(
+    bins: &Bins,
+    name: &str,
+    vars: &[(&str, String)],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<(Process, u16, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let (listen, admin) = (free_port()?, free_port()?);
-    let template =
-        std::fs::read_to_string(support::repo_root().join(format!("benches/envoy/{name}.yaml")))?;
-    let config = template
-        .replace("{{listen_port}}", &listen.to_string())
-        .replace("{{admin_port}}", &admin.to_string())
-        .replace("{{authz_port}}", &authz.to_string())
-        .replace(
-            "{{jwks_path}}",
-            &support::fixture("jwks.json").display().to_string(),
-        );
+    let mut config =
+        std::fs::read_to_string(support::repo_root().join(format!("benches/envoy/{name}.yaml")))?
+            .replace("{{listen_port}}", &listen.to_string())
+            .replace("{{admin_port}}", &admin.to_string())
+            .replace(
+                "{{jwks_path}}",
+                &support::fixture("jwks.json").display().to_string(),
+            );
+    for (key, value) in vars {
+        config = config.replace(&format!("{{{{{key}}}}}"), value);
+    }
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, config)?;
     let mut command = Command::new(&bins.envoy);
@@ -910,8 +923,13 @@ fn envoy(bins: &Bins, name: &str, authz: u16) -> Result<(Process, u16, tempfile:
         .arg("-c")
         .arg(&path)
         .args(["--disable-hot-restart", "--concurrency", "1"])
-        .args(["--log-level", "warn"]);
-    let mut process = Process::spawn("envoy", &mut command, dir.path().join("log"))?;
+        .args(["--log-level", "warn"])
+        .envs(env.iter().copied());
+    let mut process = Process::spawn(
+        &format!("envoy ({name})"),
+        &mut command,
+        dir.path().join("log"),
+    )?;
     wait_for("envoy /ready", Duration::from_secs(60), || {
         process.alive()?;
         Ok(http_status(admin, "/ready", "").is_ok_and(|status| status == 200))
@@ -1097,12 +1115,10 @@ fn propagation_on(bins: &Bins, title: &str, store: &str) -> Result<String> {
                 break;
             }
             let request = support::check_request(token);
-            for checker in &mut checkers {
-                ensure!(
-                    allowed(checker, &request).await?,
-                    "a fresh token was denied"
-                );
-            }
+            ensure!(
+                every_one_allows(&mut checkers, &request).await?,
+                "a fresh token was denied"
+            );
             let mut revoke = tonic::Request::new(RevokeRequest {
                 target: Some(revoke_request::Target::Token(token.clone())),
                 reason: "propagation benchmark".into(),
@@ -1116,20 +1132,9 @@ fn propagation_on(bins: &Bins, title: &str, store: &str) -> Result<String> {
             admins[admin].revoke(revoke).await?;
             let revoked = Instant::now();
             revoke_times.push(revoked.duration_since(sent).as_secs_f64() * 1e6);
-            let mut pending: Vec<usize> = (0..checkers.len()).collect();
-            while !pending.is_empty() {
-                ensure!(
-                    revoked.elapsed() < Duration::from_secs(5),
-                    "revocation {i} did not reach every replica within 5 s"
-                );
-                let mut still = Vec::new();
-                for r in pending {
-                    if allowed(&mut checkers[r], &request).await? {
-                        still.push(r);
-                    }
-                }
-                pending = still;
-            }
+            until_every_one_denies(&mut checkers, &request, revoked)
+                .await
+                .with_context(|| format!("revocation {i}"))?;
             times.push(revoked.elapsed().as_secs_f64() * 1e6);
             end_to_end.push(sent.elapsed().as_secs_f64() * 1e6);
         }
@@ -1200,12 +1205,10 @@ fn push_propagation(bins: &Bins) -> Result<String> {
                 break;
             }
             let request = support::check_request(token);
-            for checker in &mut checkers {
-                ensure!(
-                    allowed(checker, &request).await?,
-                    "a fresh token was denied"
-                );
-            }
+            ensure!(
+                every_one_allows(&mut checkers, &request).await?,
+                "a fresh token was denied"
+            );
             let claims = serde_json::json!({
                 "iss": TRANSMITTER, "aud": "bench", "iat": support::unix_now(),
                 "jti": format!("bench-set-{i}"),
@@ -1227,20 +1230,9 @@ fn push_propagation(bins: &Bins) -> Result<String> {
                 "push answered {}",
                 answer.status()
             );
-            let mut pending: Vec<usize> = (0..checkers.len()).collect();
-            while !pending.is_empty() {
-                ensure!(
-                    sent.elapsed() < Duration::from_secs(5),
-                    "event {i} did not reach every replica within 5 s"
-                );
-                let mut still = Vec::new();
-                for r in pending {
-                    if allowed(&mut checkers[r], &request).await? {
-                        still.push(r);
-                    }
-                }
-                pending = still;
-            }
+            until_every_one_denies(&mut checkers, &request, sent)
+                .await
+                .with_context(|| format!("event {i}"))?;
             times.push(sent.elapsed().as_secs_f64() * 1e6);
         }
         Ok::<_, anyhow::Error>(times)
@@ -1266,6 +1258,42 @@ async fn connect(port: u16) -> Result<Channel> {
         .timeout(Duration::from_secs(5))
         .connect()
         .await?)
+}
+
+/// Whether every checker allows `request`.
+async fn every_one_allows(
+    checkers: &mut [AuthorizationClient<Channel>],
+    request: &envoy_types::pb::envoy::service::auth::v3::CheckRequest,
+) -> Result<bool> {
+    for checker in checkers {
+        if !allowed(checker, request).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Asks every checker until each denies `request`; an error 5 s after `since`.
+async fn until_every_one_denies(
+    checkers: &mut [AuthorizationClient<Channel>],
+    request: &envoy_types::pb::envoy::service::auth::v3::CheckRequest,
+    since: Instant,
+) -> Result<()> {
+    let mut pending: Vec<usize> = (0..checkers.len()).collect();
+    while !pending.is_empty() {
+        ensure!(
+            since.elapsed() < Duration::from_secs(5),
+            "not every replica denied within 5 s"
+        );
+        let mut still = Vec::new();
+        for r in pending {
+            if allowed(&mut checkers[r], request).await? {
+                still.push(r);
+            }
+        }
+        pending = still;
+    }
+    Ok(())
 }
 
 async fn allowed(

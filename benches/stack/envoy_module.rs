@@ -6,7 +6,7 @@
 
 use super::{
     ADMIN_TOKEN, Bins, Http, MILLION, Process, ROUND, ROUNDS, Redis, Server, connect, envoy,
-    free_port, http_status, median, support, wait_for, wrk,
+    envoy_from, http_status, median, support, wait_for, wrk,
 };
 use anyhow::{Context, Result, ensure};
 use jsonwebtoken::Algorithm;
@@ -16,7 +16,6 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const FEED_TOKEN: &str = "bench-feed-token-0123456789abcdef";
@@ -58,35 +57,17 @@ fn module_envoy(
     server: &Server,
     token: &str,
 ) -> Result<(Process, u16, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let (listen, admin) = (free_port()?, free_port()?);
     let filter_config = serde_json::json!({
         "feed": format!("127.0.0.1:{}", server.admin),
         "feed_token": FEED_TOKEN,
     });
-    let template = std::fs::read_to_string(support::repo_root().join("benches/envoy/module.yaml"))?;
-    let config = template
-        .replace("{{listen_port}}", &listen.to_string())
-        .replace("{{admin_port}}", &admin.to_string())
-        .replace("{{filter_config}}", &filter_config.to_string())
-        .replace(
-            "{{jwks_path}}",
-            &support::fixture("jwks.json").display().to_string(),
-        );
-    let path = dir.path().join("envoy.yaml");
-    std::fs::write(&path, config)?;
-    let mut command = Command::new(&bins.envoy);
-    command
-        .arg("-c")
-        .arg(&path)
-        .args(["--disable-hot-restart", "--concurrency", "1"])
-        .args(["--log-level", "warn"])
-        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir(bins)?);
-    let mut process = Process::spawn("envoy (module)", &mut command, dir.path().join("log"))?;
-    wait_for("envoy /ready", Duration::from_secs(60), || {
-        process.alive()?;
-        Ok(http_status(admin, "/ready", "").is_ok_and(|status| status == 200))
-    })?;
+    let search_path = module_dir(bins)?;
+    let (mut process, listen, dir) = envoy_from(
+        bins,
+        "module",
+        &[("filter_config", filter_config.to_string())],
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", search_path.as_os_str())],
+    )?;
     wait_for("the module's snapshot", Duration::from_secs(300), || {
         process.alive()?;
         Ok(status_line(listen, token).is_ok_and(|status| status == 200))
