@@ -236,10 +236,9 @@ async fn cluster_failover_loses_no_acknowledged_revocation() {
 /// retried once the replica is back is acknowledged, with the revocation unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_retry() {
-    use jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient;
     use jwt_revoker::admin::pb::{
-        GetRevocationRequest, RevocationKey as PbKey, RevocationKind as PbKind, RevokeOutcome,
-        RevokeRequest, revoke_request,
+        GetRevocationRequest, RevocationKind as PbKind, RevokeOutcome, RevokeRequest,
+        revoke_request,
     };
     use support::redis_ha::ReplicatedPair;
     use support::server::ServerProcess;
@@ -252,22 +251,10 @@ async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_
         TIMEOUT.as_millis()
     );
     let server = ServerProcess::builder().store_toml(&store).start();
-    let channel = tonic::transport::Endpoint::from_shared(server.admin_url())
-        .expect("admin url")
-        .timeout(Duration::from_secs(10))
-        .connect()
+    let mut client = admin_client(&server.admin_url())
         .await
         .expect("connect to the admin port");
-    let mut client = RevocationAdminClient::new(channel);
-    fn authed<T>(message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        let bearer = format!("Bearer {}", support::server::admin_token());
-        request
-            .metadata_mut()
-            .insert("authorization", bearer.parse().expect("header value"));
-        request
-    }
-    let key = |id: &str| PbKey {
+    let key = |id: &str| AdminKey {
         issuer: support::tokens::ISSUER.to_owned(),
         kind: PbKind::Subject.into(),
         id: id.to_owned(),
@@ -279,13 +266,13 @@ async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_
     };
 
     client
-        .revoke(authed(revoke("before")))
+        .revoke(admin_request(revoke("before")))
         .await
         .expect("acknowledged while the replica is up");
     pair.replica.kill();
     let started = Instant::now();
     let refused = client
-        .revoke(authed(revoke("during")))
+        .revoke(admin_request(revoke("during")))
         .await
         .expect_err("no replica to acknowledge it");
     let took = started.elapsed();
@@ -298,7 +285,7 @@ async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_
     );
     // Whole: stored with everything it was sent with.
     let stored = client
-        .get_revocation(authed(GetRevocationRequest {
+        .get_revocation(admin_request(GetRevocationRequest {
             key: Some(key("during")),
         }))
         .await
@@ -311,7 +298,7 @@ async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_
     pair.replica.restart();
     pair.wait_in_sync();
     let retried = client
-        .revoke(authed(revoke("during")))
+        .revoke(admin_request(revoke("during")))
         .await
         .expect("the retry is acknowledged once the replica is back")
         .into_inner();
@@ -327,36 +314,61 @@ async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_
     assert_eq!(after.reason, stored.reason);
 }
 
-/// Revokes `token` through the admin API at `admin_url`; whether it was acknowledged.
-async fn revoke(admin_url: &str, token: &str) -> bool {
-    use jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient;
-    use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(admin_url.to_owned()) else {
-        return false;
-    };
-    let Ok(channel) = endpoint.timeout(Duration::from_secs(5)).connect().await else {
-        return false;
-    };
-    let mut request = tonic::Request::new(RevokeRequest {
-        target: Some(revoke_request::Target::Token(token.to_owned())),
-        reason: "failover test".into(),
-        expires_at: None,
-    });
+/// The admin API's revocation key.
+type AdminKey = jwt_revoker::admin::pb::RevocationKey;
+
+/// `message` with the admin token.
+fn admin_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     let bearer = format!("Bearer {}", support::server::admin_token());
     request
         .metadata_mut()
         .insert("authorization", bearer.parse().expect("header value"));
-    RevocationAdminClient::new(channel)
+    request
+}
+
+/// An admin client of the server at `admin_url`, if it can be reached.
+async fn admin_client(
+    admin_url: &str,
+) -> Option<
+    jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient<
+        tonic::transport::Channel,
+    >,
+> {
+    let endpoint = tonic::transport::Endpoint::from_shared(admin_url.to_owned()).ok()?;
+    let channel = endpoint
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .ok()?;
+    Some(jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient::new(channel))
+}
+
+/// Revokes `token` through the admin API at `admin_url`; the key of the revocation in force
+/// if it was acknowledged.
+async fn revoke(admin_url: &str, token: &str) -> Option<AdminKey> {
+    use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
+    let request = admin_request(RevokeRequest {
+        target: Some(revoke_request::Target::Token(token.to_owned())),
+        reason: "failover test".into(),
+        expires_at: None,
+    });
+    admin_client(admin_url)
+        .await?
         .revoke(request)
         .await
-        .is_ok()
+        .ok()?
+        .into_inner()
+        .revocation?
+        .key
 }
 
 /// Three jwt-revoker replicas with the `[store]` lines `store`, one behind a real Envoy under
 /// Check load, and a loop of revocations through all three while `kill` kills the master
 /// and `wait_failed_over` waits for the new one: no Check through Envoy is refused (the
-/// failover is shorter than `max_staleness`), every acknowledged revocation is enforced by
-/// every replica afterwards, and the replicas follow the new master without a restart. The
+/// failover is shorter than `max_staleness`), every acknowledged revocation is in the store
+/// and enforced by every replica afterwards, and the replicas follow the new master without
+/// a restart. The
 /// time from the kill to the first acknowledged revocation sent after it is printed.
 fn failover_under_check_load_through_envoy(
     store: &str,
@@ -395,9 +407,12 @@ fn failover_under_check_load_through_envoy(
         })
     };
     let admin_urls: Vec<String> = replicas.iter().map(ServerProcess::admin_url).collect();
-    let acked = Arc::new(std::sync::Mutex::new(
-        Vec::<(String, Instant, Instant)>::new(),
-    ));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(
+        String,
+        AdminKey,
+        Instant,
+        Instant,
+    )>::new()));
     let revokes = {
         let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
         std::thread::spawn(move || {
@@ -408,11 +423,13 @@ fn failover_under_check_load_through_envoy(
                 let token =
                     tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("bob"));
                 let sent = Instant::now();
-                if runtime.block_on(revoke(&admin_urls[n % admin_urls.len()], &token)) {
+                if let Some(key) =
+                    runtime.block_on(revoke(&admin_urls[n % admin_urls.len()], &token))
+                {
                     acked
                         .lock()
                         .expect("lock")
-                        .push((token, sent, Instant::now()));
+                        .push((token, key, sent, Instant::now()));
                 } else {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -440,8 +457,8 @@ fn failover_under_check_load_through_envoy(
     let acked = acked.lock().expect("lock").clone();
     let first_after = acked
         .iter()
-        .find(|(_, sent, _)| *sent > killed)
-        .map(|(_, _, at)| at.duration_since(killed));
+        .find(|(_, _, sent, _)| *sent > killed)
+        .map(|(_, _, _, at)| at.duration_since(killed));
     eprintln!(
         "{sent} checks through envoy, {} refused; {} revocations acknowledged; the first sent \
          after the kill was acknowledged {first_after:?} after it",
@@ -452,9 +469,27 @@ fn failover_under_check_load_through_envoy(
         refused.is_empty(),
         "checks refused during the failover: {refused:?}"
     );
+    // 0 lost: each is in the store (the admin API reads it there)...
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = admin_client(&replicas[0].admin_url())
+            .await
+            .expect("admin client");
+        for (_, key, _, _) in &acked {
+            let request = admin_request(jwt_revoker::admin::pb::GetRevocationRequest {
+                key: Some(key.clone()),
+            });
+            let stored = client.get_revocation(request).await;
+            assert!(
+                stored.is_ok(),
+                "acknowledged revocation {key:?} lost: {stored:?}"
+            );
+        }
+    });
+    // ... and enforced by every replica.
     for replica in &replicas {
         let mut client = CheckClient::connect(replica.authz_port());
-        for (token, _, _) in &acked {
+        for (token, _, _, _) in &acked {
             support::wait_until(
                 "every acknowledged revocation enforced",
                 Duration::from_secs(20),
