@@ -3,7 +3,10 @@
 //! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`), and together
 //! against the deployment rules (Redis password from a Secret, persistent and behind a
 //! NetworkPolicy; the admin port closed to other namespaces; readiness on `/readyz`),
-//! which refuse a weakened copy; the kind demo script with `bash -n` and `shellcheck`,
+//! which refuse a weakened copy; the Sentinel variant (`deploy/redis-sentinel.yaml`): its
+//! start script with `sh -n` and `shellcheck`, its jwt-revoker config equal to the deployed
+//! one but for `[store]` and accepted by the config parser, and the Deployment patch its
+//! comment gives valid and complete; the kind demo script with `bash -n` and `shellcheck`,
 //! applying only validated manifests and minting tokens the deployed config accepts;
 //! `envoy/gateway.yaml` with `envoy --mode validate`; the `Dockerfile` with `hadolint`,
 //! non-root, and making the embedded store's data directory owned by that user.
@@ -105,6 +108,12 @@ fn every_manifest_validates_against_its_schema() {
         "PodDisruptionBudget/jwt-revoker",
         "StatefulSet/redis",
         "PodDisruptionBudget/redis",
+        "ConfigMap/redis-sentinel-scripts",
+        "StatefulSet/redis-sentinel",
+        "Service/redis-sentinel-headless",
+        "PodDisruptionBudget/redis-sentinel",
+        "NetworkPolicy/redis-sentinel",
+        "ConfigMap/jwt-revoker-config-sentinel",
         "NetworkPolicy/default-deny-ingress",
         "NetworkPolicy/redis",
         "NetworkPolicy/jwt-revoker",
@@ -243,6 +252,72 @@ fn the_hardening_rules_refuse_a_weakened_deployment() {
             "    [store]\n    url = \"redis://:hunter2@redis:6379/0\"\n    [replica]\n",
             "a password in store.url",
         ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "        - --min-replicas-to-write\n        - \"1\"\n",
+            "        - --min-replicas-to-write\n        - \"0\"\n",
+            "want --min-replicas-to-write 1 or more",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "        - --min-replicas-max-lag\n        - \"10\"\n",
+            "",
+            "no --min-replicas-max-lag",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "        - --masterauth\n        - $(REDIS_PASSWORD)\n",
+            "        - --masterauth\n        - hunter2\n",
+            "--masterauth must be",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "  replicas: 3\n",
+            "  replicas: 2\n",
+            "want 3 or more pods",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "      - name: sentinel\n",
+            "      - name: watcher\n",
+            "no container named sentinel",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "        - --appendfsync\n        - everysec\n",
+            "        - --appendfsync\n        - \"no\"\n",
+            "StatefulSet/redis-sentinel: want --appendfsync everysec",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "    - podSelector:\n        matchLabels:\n          app.kubernetes.io/name: redis-sentinel\n    ports:\n",
+            "    - namespaceSelector: {}\n    ports:\n",
+            "Redis Sentinel 6379 is open to more than",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "    - protocol: TCP\n      port: 26379\n",
+            "",
+            "no NetworkPolicy lets jwt-revoker reach Redis Sentinel 26379",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "  maxUnavailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: redis-sentinel\n",
+            "  maxUnavailable: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: other\n",
+            "StatefulSet/redis-sentinel: no PodDisruptionBudget selects its pods",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "    password_file = \"redis-password\"\n",
+            "    password = \"hunter2\"\n",
+            "a password in store.password",
+        ),
+        (
+            "deploy/redis-sentinel.yaml",
+            "      \"redis://redis-sentinel-0.",
+            "      \"redis://:hunter2@redis-sentinel-0.",
+            "a password in store.sentinels",
+        ),
     ];
     let files = manifests();
     for (target, replace, with, expected) in cases {
@@ -268,6 +343,105 @@ fn the_hardening_rules_refuse_a_weakened_deployment() {
         assert!(!output.status.success(), "{expected}: passed\n{report}");
         assert!(report.contains(expected), "{expected}:\n{report}");
     }
+}
+
+/// A value of a document of a manifest file, by a Python expression over `docs` (its
+/// documents, parsed).
+fn yaml_value(file: &str, expression: &str) -> String {
+    let output = run(Command::new(venv_tool("python")).args([
+        "-c",
+        &format!(
+            "import sys, yaml; docs = [d for d in yaml.safe_load_all(open('{file}')) if d]; \
+             sys.stdout.write({expression})"
+        ),
+    ]));
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn the_sentinel_start_script_passes_sh_n_and_shellcheck() {
+    let script = yaml_value(
+        "deploy/redis-sentinel.yaml",
+        "next(d for d in docs if d['metadata']['name'] == 'redis-sentinel-scripts')['data']['start.sh']",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("start.sh");
+    std::fs::write(&path, &script).expect("write the script");
+    let syntax = run(Command::new("sh").arg("-n").arg(&path));
+    assert!(syntax.status.success(), "{}", text(&syntax));
+    let lint = run(Command::new("shellcheck").args(["-s", "sh"]).arg(&path));
+    assert!(lint.status.success(), "{}", text(&lint));
+    // Whatever the sentinels answer, a data node keeps its durability flags: they are passed
+    // through ("$@"), not rewritten.
+    assert_eq!(script.matches("\"$@\"").count(), 2, "{script}");
+}
+
+#[test]
+fn the_sentinel_config_is_the_deployed_config_with_a_sentinel_store() {
+    let sentinel = yaml_value(
+        "deploy/redis-sentinel.yaml",
+        "next(d for d in docs if d['metadata']['name'] == 'jwt-revoker-config-sentinel')['data']['config.toml']",
+    );
+    let deployed = deployed_config_toml();
+    let without_store = |text: &str| {
+        let mut table: toml::Table = toml::from_str(text).expect("TOML");
+        table.remove("store");
+        table
+    };
+    assert_eq!(
+        without_store(&sentinel),
+        without_store(&deployed),
+        "deploy/redis-sentinel.yaml's jwt-revoker config drifted from deploy/configmap.yaml's"
+    );
+    // As mounted by the patch: the password file beside config.toml.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("redis-password"), "0123abcd\n").expect("write");
+    let overrides = Overrides {
+        admin_token: Some("a-token-from-the-environment".to_owned()),
+        ..Overrides::default()
+    };
+    let config = Config::parse(
+        &sentinel,
+        Path::new("deploy/redis-sentinel.yaml"),
+        dir.path(),
+        &overrides,
+    )
+    .unwrap_or_else(|e| panic!("the Sentinel config is refused: {e}"));
+    let jwt_revoker::config::StoreConfig::Redis(redis) = config.store else {
+        panic!("not a Redis store: {:?}", config.store);
+    };
+    assert_eq!(redis.min_replicas_acked, 1);
+    match redis.topology {
+        jwt_revoker::config::RedisTopology::Sentinel {
+            sentinels,
+            master,
+            sentinel_password,
+            password,
+        } => {
+            assert_eq!(sentinels.len(), 3, "{sentinels:?}");
+            assert_eq!(master, "mymaster");
+            assert_eq!(sentinel_password.as_deref(), Some("0123abcd"));
+            assert_eq!(password.as_deref(), Some("0123abcd"));
+        }
+        other => panic!("not Sentinel: {other:?}"),
+    }
+}
+
+#[test]
+fn the_sentinel_patch_of_the_deployment_applies_and_is_complete() {
+    let output = run(Command::new(venv_tool("python")).args([
+        "tests/validate_manifests.py",
+        "--sentinel-patch",
+        "deploy/redis-sentinel.yaml",
+        "deploy/jwt-revoker.yaml",
+    ]));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("ok   sentinel patch"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// The script's `-f FILE` and `--config FILE` arguments.

@@ -2,10 +2,12 @@
 //! (Cluster) is killed with SIGKILL while a loop of revocations runs with
 //! `min_replicas_acked = 1`. Every acknowledged revocation must survive (0 lost), a reader
 //! that followed the feed must see a gap (the master's replication id changed) and recover
-//! everything with a fresh snapshot, and writes must resume without a restart. For Sentinel
+//! everything with a fresh snapshot, and writes must resume without a restart. For both
 //! also with three jwt-revoker replicas, one behind a real Envoy under Check load: no Check
 //! is refused and every acknowledged revocation is enforced by every replica afterwards.
-//! The time from the kill to the first acknowledged write is printed.
+//! The time from the kill to the first acknowledged write is printed. And a revoke that
+//! loses its last replica answers UNAVAILABLE within `replication_timeout`, stored whole, and
+//! is acknowledged when retried once the replica is back.
 
 mod support;
 
@@ -228,56 +230,158 @@ async fn cluster_failover_loses_no_acknowledged_revocation() {
     .await;
 }
 
-/// Revokes `token` through the admin API at `admin_url`; whether it was acknowledged.
-async fn revoke(admin_url: &str, token: &str) -> bool {
-    use jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient;
-    use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(admin_url.to_owned()) else {
-        return false;
+/// With `min_replicas_acked = 1` and the only replica gone, a revoke through the admin API
+/// answers UNAVAILABLE "not replicated in time; retry" once `replication_timeout` has passed
+/// (not sooner, not much later); the revocation is stored, whole, and the same revoke
+/// retried once the replica is back is acknowledged, with the revocation unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_that_loses_its_last_replica_is_unavailable_then_whole_after_a_retry() {
+    use jwt_revoker::admin::pb::{
+        GetRevocationRequest, RevocationKind as PbKind, RevokeOutcome, RevokeRequest,
+        revoke_request,
     };
-    let Ok(channel) = endpoint.timeout(Duration::from_secs(5)).connect().await else {
-        return false;
+    use support::redis_ha::ReplicatedPair;
+    use support::server::ServerProcess;
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let mut pair = ReplicatedPair::start();
+    let store = format!(
+        "url = \"{}\"\nmin_replicas_acked = 1\nreplication_timeout = \"{}ms\"",
+        pair.master.url(),
+        TIMEOUT.as_millis()
+    );
+    let server = ServerProcess::builder().store_toml(&store).start();
+    let mut client = admin_client(&server.admin_url())
+        .await
+        .expect("connect to the admin port");
+    let key = |id: &str| AdminKey {
+        issuer: support::tokens::ISSUER.to_owned(),
+        kind: PbKind::Subject.into(),
+        id: id.to_owned(),
     };
-    let mut request = tonic::Request::new(RevokeRequest {
-        target: Some(revoke_request::Target::Token(token.to_owned())),
-        reason: "failover test".into(),
+    let revoke = |id: &str| RevokeRequest {
+        target: Some(revoke_request::Target::Key(key(id))),
+        reason: format!("reason of {id}"),
         expires_at: None,
-    });
+    };
+
+    client
+        .revoke(admin_request(revoke("before")))
+        .await
+        .expect("acknowledged while the replica is up");
+    pair.replica.kill();
+    let started = Instant::now();
+    let refused = client
+        .revoke(admin_request(revoke("during")))
+        .await
+        .expect_err("no replica to acknowledge it");
+    let took = started.elapsed();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(refused.message(), jwt_revoker::revocation::NOT_REPLICATED);
+    eprintln!("UNAVAILABLE after {took:?} (replication_timeout {TIMEOUT:?})");
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+    // Whole: stored with everything it was sent with.
+    let stored = client
+        .get_revocation(admin_request(GetRevocationRequest {
+            key: Some(key("during")),
+        }))
+        .await
+        .expect("the unacknowledged revocation is stored")
+        .into_inner();
+    assert_eq!(stored.key, Some(key("during")));
+    assert_eq!(stored.reason, "reason of during");
+    assert!(stored.revoked_at.is_some() && stored.expires_at.is_some());
+
+    pair.replica.restart();
+    pair.wait_in_sync();
+    let retried = client
+        .revoke(admin_request(revoke("during")))
+        .await
+        .expect("the retry is acknowledged once the replica is back")
+        .into_inner();
+    assert!(
+        matches!(
+            retried.outcome(),
+            RevokeOutcome::AlreadyRevoked | RevokeOutcome::Extended
+        ),
+        "{retried:?}"
+    );
+    let after = retried.revocation.expect("the revocation in force");
+    assert_eq!(after.key, stored.key);
+    assert_eq!(after.reason, stored.reason);
+}
+
+/// The admin API's revocation key.
+type AdminKey = jwt_revoker::admin::pb::RevocationKey;
+
+/// `message` with the admin token.
+fn admin_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     let bearer = format!("Bearer {}", support::server::admin_token());
     request
         .metadata_mut()
         .insert("authorization", bearer.parse().expect("header value"));
-    RevocationAdminClient::new(channel)
-        .revoke(request)
-        .await
-        .is_ok()
+    request
 }
 
-/// Three jwt-revoker replicas on Sentinel, one behind a real Envoy under Check load, and a
-/// loop of revocations through all three while the master is SIGKILLed: no Check through
-/// Envoy is refused (the failover is shorter than `max_staleness`), every acknowledged
-/// revocation is enforced by every replica afterwards, and the replicas follow the new
-/// master without a restart.
-#[test]
-fn sentinel_failover_under_check_load_through_envoy() {
+/// An admin client of the server at `admin_url`, if it can be reached.
+async fn admin_client(
+    admin_url: &str,
+) -> Option<
+    jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient<
+        tonic::transport::Channel,
+    >,
+> {
+    let endpoint = tonic::transport::Endpoint::from_shared(admin_url.to_owned()).ok()?;
+    let channel = endpoint
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .ok()?;
+    Some(jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient::new(channel))
+}
+
+/// Revokes `token` through the admin API at `admin_url`; the key of the revocation in force
+/// if it was acknowledged.
+async fn revoke(admin_url: &str, token: &str) -> Option<AdminKey> {
+    use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
+    let request = admin_request(RevokeRequest {
+        target: Some(revoke_request::Target::Token(token.to_owned())),
+        reason: "failover test".into(),
+        expires_at: None,
+    });
+    admin_client(admin_url)
+        .await?
+        .revoke(request)
+        .await
+        .ok()?
+        .into_inner()
+        .revocation?
+        .key
+}
+
+/// Three jwt-revoker replicas with the `[store]` lines `store`, one behind a real Envoy under
+/// Check load, and a loop of revocations through all three while `kill` kills the master
+/// and `wait_failed_over` waits for the new one: no Check through Envoy is refused (the
+/// failover is shorter than `max_staleness`), every acknowledged revocation is in the store
+/// and enforced by every replica afterwards, and the replicas follow the new master without
+/// a restart. The
+/// time from the kill to the first acknowledged revocation sent after it is printed.
+fn failover_under_check_load_through_envoy(
+    store: &str,
+    kill: impl FnOnce(),
+    wait_failed_over: impl FnOnce(),
+) {
     use support::check::{CheckClient, Outcome};
     use support::envoy::EnvoyProcess;
     use support::server::ServerProcess;
     use support::{stack, tokens};
 
-    let mut set = SentinelSet::start();
-    let sentinels: Vec<String> = set
-        .sentinel_urls()
-        .iter()
-        .map(|url| format!("{url:?}"))
-        .collect();
-    let store = format!(
-        "sentinels = [{}]\nsentinel_master = \"{}\"\nmin_replicas_acked = 1",
-        sentinels.join(", "),
-        support::redis_ha::MASTER_NAME
-    );
     let replicas: Vec<ServerProcess> = (0..3)
-        .map(|_| ServerProcess::builder().store_toml(&store).start())
+        .map(|_| ServerProcess::builder().store_toml(store).start())
         .collect();
     let upstream = support::upstream::TestUpstream::start();
     let envoy = Arc::new(EnvoyProcess::start(
@@ -303,9 +407,12 @@ fn sentinel_failover_under_check_load_through_envoy() {
         })
     };
     let admin_urls: Vec<String> = replicas.iter().map(ServerProcess::admin_url).collect();
-    let acked = Arc::new(std::sync::Mutex::new(
-        Vec::<(String, Instant, Instant)>::new(),
-    ));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(
+        String,
+        AdminKey,
+        Instant,
+        Instant,
+    )>::new()));
     let revokes = {
         let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
         std::thread::spawn(move || {
@@ -316,11 +423,13 @@ fn sentinel_failover_under_check_load_through_envoy() {
                 let token =
                     tokens::mint_alg(jsonwebtoken::Algorithm::RS256, &tokens::claims("bob"));
                 let sent = Instant::now();
-                if runtime.block_on(revoke(&admin_urls[n % admin_urls.len()], &token)) {
+                if let Some(key) =
+                    runtime.block_on(revoke(&admin_urls[n % admin_urls.len()], &token))
+                {
                     acked
                         .lock()
                         .expect("lock")
-                        .push((token, sent, Instant::now()));
+                        .push((token, key, sent, Instant::now()));
                 } else {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -333,11 +442,10 @@ fn sentinel_failover_under_check_load_through_envoy() {
         Duration::from_secs(20),
         |_| (count() >= 10).then_some(()),
     );
-    let old = set.master_index().expect("a master");
     let before = count();
     let killed = Instant::now();
-    set.data[old].kill();
-    set.wait_failed_over(old, 1);
+    kill();
+    wait_failed_over();
     support::wait_until(
         "revocations after the failover",
         Duration::from_secs(30),
@@ -349,8 +457,8 @@ fn sentinel_failover_under_check_load_through_envoy() {
     let acked = acked.lock().expect("lock").clone();
     let first_after = acked
         .iter()
-        .find(|(_, sent, _)| *sent > killed)
-        .map(|(_, _, at)| at.duration_since(killed));
+        .find(|(_, _, sent, _)| *sent > killed)
+        .map(|(_, _, _, at)| at.duration_since(killed));
     eprintln!(
         "{sent} checks through envoy, {} refused; {} revocations acknowledged; the first sent \
          after the kill was acknowledged {first_after:?} after it",
@@ -361,9 +469,27 @@ fn sentinel_failover_under_check_load_through_envoy() {
         refused.is_empty(),
         "checks refused during the failover: {refused:?}"
     );
+    // 0 lost: each is in the store (the admin API reads it there)...
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = admin_client(&replicas[0].admin_url())
+            .await
+            .expect("admin client");
+        for (_, key, _, _) in &acked {
+            let request = admin_request(jwt_revoker::admin::pb::GetRevocationRequest {
+                key: Some(key.clone()),
+            });
+            let stored = client.get_revocation(request).await;
+            assert!(
+                stored.is_ok(),
+                "acknowledged revocation {key:?} lost: {stored:?}"
+            );
+        }
+    });
+    // ... and enforced by every replica.
     for replica in &replicas {
         let mut client = CheckClient::connect(replica.authz_port());
-        for (token, _, _) in &acked {
+        for (token, _, _, _) in &acked {
             support::wait_until(
                 "every acknowledged revocation enforced",
                 Duration::from_secs(20),
@@ -375,4 +501,62 @@ fn sentinel_failover_under_check_load_through_envoy() {
             );
         }
     }
+}
+
+/// Three jwt-revoker replicas on Sentinel; the master is SIGKILLed (see
+/// [`failover_under_check_load_through_envoy`]).
+#[test]
+fn sentinel_failover_under_check_load_through_envoy() {
+    let mut set = SentinelSet::start();
+    let sentinels: Vec<String> = set
+        .sentinel_urls()
+        .iter()
+        .map(|url| format!("{url:?}"))
+        .collect();
+    let store = format!(
+        "sentinels = [{}]\nsentinel_master = \"{}\"\nmin_replicas_acked = 1",
+        sentinels.join(", "),
+        support::redis_ha::MASTER_NAME
+    );
+    let old = set.master_index().expect("a master");
+    let set = std::sync::Mutex::new(&mut set);
+    failover_under_check_load_through_envoy(
+        &store,
+        || set.lock().expect("lock").data[old].kill(),
+        || {
+            set.lock().expect("lock").wait_failed_over(old, 1);
+        },
+    );
+}
+
+/// Three jwt-revoker replicas on Cluster; the master that owns the `{prefix}` slot is
+/// SIGKILLed (see [`failover_under_check_load_through_envoy`]). Each master has two replicas,
+/// as a cluster that must keep acknowledging writes with `min_replicas_acked = 1` needs: the
+/// promoted one keeps the other as its replica, so `WAIT 1` is met again without the killed
+/// node coming back (it stays dead here).
+#[test]
+fn cluster_failover_under_check_load_through_envoy() {
+    let mut cluster = RedisCluster::start_with_replicas(2);
+    let nodes: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|url| format!("{url:?}"))
+        .collect();
+    let store = format!(
+        "cluster_nodes = [{}]\nkey_prefix = \"{PREFIX}\"\nmin_replicas_acked = 1",
+        nodes.join(", ")
+    );
+    let slot_key = format!("{{{PREFIX}}}:rev");
+    let old = cluster.owner_of(&slot_key).expect("an owner");
+    let cluster = std::sync::Mutex::new(&mut cluster);
+    failover_under_check_load_through_envoy(
+        &store,
+        || cluster.lock().expect("lock").nodes[old].kill(),
+        || {
+            cluster
+                .lock()
+                .expect("lock")
+                .wait_failed_over(&slot_key, old);
+        },
+    );
 }

@@ -2,6 +2,7 @@
 """Validates Kubernetes and Istio manifests offline; run by tests/deploy_manifests.rs.
 
 Usage: validate_manifests.py [--hardening] FILE...
+       validate_manifests.py --sentinel-patch SENTINEL_FILE DEPLOYMENT_FILE
 
 Every YAML document in every FILE must validate, or the script exits 1:
   - Kubernetes kinds against the Kubernetes OpenAPI schemas shipped by the
@@ -12,14 +13,24 @@ Every YAML document in every FILE must validate, or the script exits 1:
     ConfigMap in istio-system) against deploy/schemas/meshconfig.istio.io-v1alpha1.json.
 A document of any other kind, one without a schema, fails.
 
+With --sentinel-patch, the `kubectl patch … --type json -p '[…]'` that the comment of
+SENTINEL_FILE (deploy/redis-sentinel.yaml) gives is applied to the Deployment of
+DEPLOYMENT_FILE (deploy/jwt-revoker.yaml): the result must validate, have no
+JWT_REVOKER_STORE_URL (it cannot be combined with store.sentinels), and project the
+Sentinel config and the Redis password into its config volume.
+
 With --hardening, the documents of all FILEs together (deploy/) must also follow the
-deployment rules of hardening_errors: Redis password-protected (requirepass from a
-Secret, also in jwt-revoker's store URL, never in the ConfigMap), persistent (a StatefulSet
-with a PersistentVolumeClaim, no emptyDir; appendonly yes, appendfsync everysec,
-maxmemory-policy noeviction) and covered by a PodDisruptionBudget; NetworkPolicies letting
-only jwt-revoker's pods reach Redis 6379 and only this namespace reach the admin port
-9192 while the authorization port 9191 stays reachable; jwt-revoker's readiness probe an
-HTTP GET of /readyz on the metrics port, and a liveness probe.
+deployment rules of hardening_errors: Redis (deploy/redis.yaml, and the Sentinel variant
+deploy/redis-sentinel.yaml) password-protected (requirepass from a Secret, also in
+jwt-revoker's store URL, never in a ConfigMap), persistent (a StatefulSet with a
+PersistentVolumeClaim, no emptyDir; appendonly yes, appendfsync everysec,
+maxmemory-policy noeviction) and covered by a PodDisruptionBudget; with Sentinel also
+three pods each with a sentinel, masterauth from a Secret, min-replicas-to-write >= 1 and
+min-replicas-max-lag; NetworkPolicies letting only jwt-revoker's pods reach Redis 6379
+(with Sentinel: 6379 and 26379, also from the Sentinel pods themselves) and only this
+namespace reach the admin port 9192 while the authorization port 9191 stays reachable;
+jwt-revoker's readiness probe an HTTP GET of /readyz on the metrics port, and a liveness
+probe.
 """
 
 import json
@@ -78,8 +89,10 @@ def validate(document):
 
 
 REDIS = {"app.kubernetes.io/name": "redis"}
+SENTINEL = {"app.kubernetes.io/name": "redis-sentinel"}
 JWT_REVOKER = {"app.kubernetes.io/name": "jwt-revoker"}
 REDIS_PORT, AUTHZ_PORT, ADMIN_PORT, METRICS_PORT = 6379, 9191, 9192, 9090
+SENTINEL_PORT = 26379
 
 
 def selects(selector, labels):
@@ -163,28 +176,77 @@ def admitting_rules(policies, labels, port, ports_by_name):
     ]
 
 
-def only_pods_of_this_namespace(rule, selector=None):
-    """Whether every peer of `rule` is a pod of the policy's namespace (matching `selector`)."""
+def only_pods_of_this_namespace(rule, *selectors):
+    """Whether every peer of `rule` is a pod of the policy's namespace (matching one of
+    `selectors`, when given)."""
     peers = rule.get("from")
     if not peers:
         return False  # no `from`: every source
     return all(
         set(peer) == {"podSelector"}
-        and (selector is None or selector.items() <= (peer["podSelector"].get("matchLabels") or {}).items())
+        and (
+            not selectors
+            or any(
+                selector.items() <= (peer["podSelector"].get("matchLabels") or {}).items()
+                for selector in selectors
+            )
+        )
         for peer in peers
     )
 
 
-def redis_errors(documents):
-    errors = []
-    workloads = [
+def workloads_of(documents, labels):
+    """The workloads whose pods carry `labels`."""
+    return [
         d for d in documents
         if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
-        and selects({"matchLabels": REDIS}, pod_template(d).get("metadata", {}).get("labels", {}))
+        and selects({"matchLabels": labels}, pod_template(d).get("metadata", {}).get("labels", {}))
     ]
+
+
+def redis_errors(documents):
+    errors = []
+    workloads = workloads_of(documents, REDIS)
     if [d["kind"] for d in workloads] != ["StatefulSet"]:
         return [f"Redis: want exactly one StatefulSet, found {[d['kind'] for d in workloads]}"]
-    redis = workloads[0]
+    errors += data_node_errors(documents, workloads[0])
+    sentinels = workloads_of(documents, SENTINEL)
+    if sentinels:
+        if [d["kind"] for d in sentinels] != ["StatefulSet"]:
+            return errors + [
+                f"Redis Sentinel: want one StatefulSet, found {[d['kind'] for d in sentinels]}"
+            ]
+        errors += data_node_errors(documents, sentinels[0])
+        errors += sentinel_errors(sentinels[0])
+    return errors
+
+
+def sentinel_errors(workload):
+    """What the Sentinel StatefulSet needs beyond any Redis data node's settings."""
+    name = f"StatefulSet/{workload['metadata']['name']}"
+    errors = []
+    if workload["spec"].get("replicas", 1) < 3:
+        errors.append(f"{name}: want 3 or more pods (a quorum of sentinels survives one loss)")
+    if not any(c["name"] == "sentinel" for c in containers(workload)):
+        errors.append(f"{name}: no container named sentinel")
+    redis = next((c for c in containers(workload) if c["name"] == "redis"), {})
+    args = redis.get("args", [])
+    if not secret_env(redis, option(args, "--masterauth")):
+        errors.append(f"{name}: --masterauth must be $(VAR) of an env var from a Secret")
+    to_write = option(args, "--min-replicas-to-write")
+    if not (to_write or "").isdigit() or int(to_write) < 1:
+        errors.append(
+            f"{name}: want --min-replicas-to-write 1 or more (a master alone refuses writes it "
+            f"would lose), have {to_write}"
+        )
+    if option(args, "--min-replicas-max-lag") is None:
+        errors.append(f"{name}: no --min-replicas-max-lag")
+    return errors
+
+
+def data_node_errors(documents, redis):
+    """The rules every Redis data node's StatefulSet follows."""
+    errors = []
     name = f"StatefulSet/{redis['metadata']['name']}"
     claims = {t["metadata"]["name"] for t in redis["spec"].get("volumeClaimTemplates", [])}
     volumes = pod_template(redis)["spec"].get("volumes", [])
@@ -224,7 +286,11 @@ def network_errors(documents):
         and d["metadata"].get("namespace") == "jwt-revoker"
         and "Ingress" in d["spec"].get("policyTypes", ["Ingress"])
     ]
-    for pod, labels in [("Redis", REDIS), ("jwt-revoker", JWT_REVOKER)]:
+    sentinel = bool(workloads_of(documents, SENTINEL))
+    pods = [("Redis", REDIS), ("jwt-revoker", JWT_REVOKER)]
+    if sentinel:
+        pods.append(("Redis Sentinel", SENTINEL))
+    for pod, labels in pods:
         if not any(selects(p["spec"].get("podSelector"), labels) for p in policies):
             errors.append(f"no ingress NetworkPolicy selects the {pod} pods")
     workloads = {
@@ -236,6 +302,18 @@ def network_errors(documents):
             errors.append(f"Redis {REDIS_PORT} is open to more than jwt-revoker's pods: {rule}")
     if not admitting_rules(policies, REDIS, REDIS_PORT, redis_ports):
         errors.append(f"no NetworkPolicy lets jwt-revoker reach Redis {REDIS_PORT}")
+    if sentinel:
+        sentinel_ports = named_ports(workloads.get("redis-sentinel", {}))
+        for port in (REDIS_PORT, SENTINEL_PORT):
+            rules = admitting_rules(policies, SENTINEL, port, sentinel_ports)
+            for rule in rules:
+                if not only_pods_of_this_namespace(rule, JWT_REVOKER, SENTINEL):
+                    errors.append(
+                        f"Redis Sentinel {port} is open to more than jwt-revoker's and its own "
+                        f"pods: {rule}"
+                    )
+            if not rules:
+                errors.append(f"no NetworkPolicy lets jwt-revoker reach Redis Sentinel {port}")
     ports = named_ports(workloads.get("jwt-revoker", {}))
     for rule in admitting_rules(policies, JWT_REVOKER, ADMIN_PORT, ports):
         if not only_pods_of_this_namespace(rule):
@@ -276,9 +354,17 @@ def jwt_revoker_errors(documents):
         for key, text in (config_map.get("data") or {}).items():
             if not key.endswith(".toml"):
                 continue
-            url = tomllib.loads(text).get("store", {}).get("url")
+            store = tomllib.loads(text).get("store", {})
+            where = f"ConfigMap/{config_map['metadata']['name']}"
+            url = store.get("url")
             if url and urllib.parse.urlsplit(url).password:
-                errors.append(f"ConfigMap/{config_map['metadata']['name']}: a password in store.url")
+                errors.append(f"{where}: a password in store.url")
+            for key in ("password", "sentinel_password"):
+                if key in store:
+                    errors.append(f"{where}: a password in store.{key} (use store.{key}_file)")
+            for key in ("sentinels", "cluster_nodes"):
+                if any(urllib.parse.urlsplit(u).password for u in store.get(key, [])):
+                    errors.append(f"{where}: a password in store.{key}")
     return errors
 
 
@@ -287,7 +373,77 @@ def hardening_errors(documents):
     return redis_errors(documents) + network_errors(documents) + jwt_revoker_errors(documents)
 
 
+def json_patch(document, operations):
+    """Applies `remove` / `replace` / `add` operations of a JSON patch (RFC 6902)."""
+    for operation in operations:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
+        target = document
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        key = int(last) if isinstance(target, list) and last != "-" else last
+        if operation["op"] == "remove":
+            del target[key]
+        elif operation["op"] == "replace":
+            target[key] = operation["value"]
+        elif operation["op"] == "add" and isinstance(target, list):
+            target.insert(len(target) if key == "-" else key, operation["value"])
+        elif operation["op"] == "add":
+            target[key] = operation["value"]
+        else:
+            raise ValueError(f"unsupported operation {operation['op']}")
+    return document
+
+
+def sentinel_patch_errors(sentinel_file, deployment_file):
+    """The problems of the Deployment after the patch the Sentinel file's comment gives."""
+    lines = pathlib.Path(sentinel_file).read_text().splitlines()
+    start = next((i for i, l in enumerate(lines) if "kubectl" in l and "patch deployment jwt-revoker" in l), None)
+    if start is None:
+        return [f"{sentinel_file}: no `kubectl -n jwt-revoker patch deployment jwt-revoker` in its comment"]
+    patch = []
+    for line in lines[start:]:
+        text = line.lstrip("#").strip()
+        patch.append(text)
+        if text.endswith("]'"):
+            break
+    body = " ".join(patch)
+    body = body[body.index("-p '") + 4 : body.rindex("'")]
+    deployment = next(
+        d for d in yaml.safe_load_all(pathlib.Path(deployment_file).read_text())
+        if d and d.get("kind") == "Deployment"
+    )
+    try:
+        patched = json_patch(deployment, json.loads(body))
+    except (KeyError, IndexError, ValueError) as error:
+        return [f"the patch does not apply to {deployment_file}: {error!r}"]
+    errors = validate(patched)
+    container = next(c for c in containers(patched) if c["name"] == "jwt-revoker")
+    if any(e["name"] == "JWT_REVOKER_STORE_URL" for e in container.get("env", [])):
+        errors.append("the patched Deployment still sets JWT_REVOKER_STORE_URL")
+    mounted = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    config = next((v for v in pod_template(patched)["spec"].get("volumes", []) if v["name"] == "config"), {})
+    sources = config.get("projected", {}).get("sources", [])
+    if mounted.get("config") != "/etc/jwt-revoker":
+        errors.append("the config volume is not mounted at /etc/jwt-revoker")
+    if {"configMap": {"name": "jwt-revoker-config-sentinel"}} not in sources:
+        errors.append("the config volume does not project ConfigMap jwt-revoker-config-sentinel")
+    if not any(
+        s.get("secret", {}).get("name") == "jwt-revoker-redis"
+        and {"key": "password", "path": "redis-password"} in s["secret"].get("items", [])
+        for s in sources
+    ):
+        errors.append("the config volume does not project the Redis password as redis-password")
+    return errors
+
+
 def main(args):
+    if args[:1] == ["--sentinel-patch"] and len(args) == 3:
+        errors = sentinel_patch_errors(args[1], args[2])
+        for error in errors:
+            print(f"FAIL sentinel patch: {error}")
+        if not errors:
+            print("ok   sentinel patch")
+        return 1 if errors else 0
     hardening = "--hardening" in args
     paths = [a for a in args if a != "--hardening"]
     failed = False

@@ -1,6 +1,7 @@
 //! The `[store]` section: the embedded store, or Redis as one server (`url`), behind Sentinel
 //! (`sentinels`) or as a Cluster (`cluster_nodes`), with how many replicas must hold a write
-//! before it is acknowledged.
+//! before it is acknowledged. Passwords may come from files (`password_file`,
+//! `sentinel_password_file`, e.g. a mounted Kubernetes Secret), read at start-up.
 
 use super::{ConfigError, invalid, resolve};
 use serde::Deserialize;
@@ -17,8 +18,10 @@ pub(super) struct RawStore {
     sentinels: Option<Vec<String>>,
     sentinel_master: Option<String>,
     sentinel_password: Option<String>,
+    sentinel_password_file: Option<PathBuf>,
     cluster_nodes: Option<Vec<String>>,
     password: Option<String>,
+    password_file: Option<PathBuf>,
     min_replicas_acked: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     replication_timeout: Option<Duration>,
@@ -66,6 +69,16 @@ pub(super) fn validate_store(
     url_override: Option<String>,
 ) -> Result<StoreConfig, ConfigError> {
     let url = url_override.or(raw.url).filter(|u| !u.is_empty());
+    let password = secret(
+        base,
+        ("store.password", raw.password),
+        ("store.password_file", raw.password_file),
+    )?;
+    let sentinel_password = secret(
+        base,
+        ("store.sentinel_password", raw.sentinel_password),
+        ("store.sentinel_password_file", raw.sentinel_password_file),
+    )?;
     let sentinels = raw.sentinels;
     let cluster = raw.cluster_nodes;
     let chosen: Vec<&str> = [
@@ -89,9 +102,9 @@ pub(super) fn validate_store(
     let topology = match (url, sentinels, cluster) {
         (Some(url), None, None) => {
             check_url("store.url", &url)?;
-            if raw.password.is_some() {
+            if let Some((_, key)) = &password {
                 return Err(invalid(
-                    "store.password",
+                    *key,
                     "applies to store.sentinels and store.cluster_nodes; put the password in store.url",
                 ));
             }
@@ -120,8 +133,8 @@ pub(super) fn validate_store(
             Some(RedisTopology::Sentinel {
                 sentinels,
                 master,
-                sentinel_password: raw.sentinel_password.clone(),
-                password: raw.password.clone(),
+                sentinel_password: sentinel_password.clone().map(|(password, _)| password),
+                password: password.clone().map(|(password, _)| password),
             })
         }
         (None, None, Some(nodes)) => {
@@ -136,7 +149,7 @@ pub(super) fn validate_store(
             }
             Some(RedisTopology::Cluster {
                 nodes,
-                password: raw.password.clone(),
+                password: password.clone().map(|(password, _)| password),
             })
         }
         _ => None,
@@ -148,17 +161,17 @@ pub(super) fn validate_store(
                 "only applies with store.sentinels",
             ));
         }
-        if raw.sentinel_password.is_some() {
-            return Err(invalid(
-                "store.sentinel_password",
-                "only applies with store.sentinels",
-            ));
+        if let Some((_, key)) = &sentinel_password {
+            return Err(invalid(*key, "only applies with store.sentinels"));
         }
     }
     let Some(topology) = topology else {
         for (set, key) in [
             (raw.key_prefix.is_some(), "store.key_prefix"),
-            (raw.password.is_some(), "store.password"),
+            (
+                password.is_some(),
+                password.as_ref().map_or("store.password", |(_, key)| *key),
+            ),
             (raw.min_replicas_acked.is_some(), "store.min_replicas_acked"),
             (
                 raw.replication_timeout.is_some(),
@@ -208,6 +221,34 @@ pub(super) fn validate_store(
         min_replicas_acked,
         replication_timeout,
     }))
+}
+
+/// A password given inline or in a file (read now, surrounding whitespace dropped), with the
+/// key it came from; both at once, an unreadable file or an empty password is an error
+/// naming the key.
+fn secret(
+    base: &Path,
+    (key, inline): (&'static str, Option<String>),
+    (file_key, file): (&'static str, Option<PathBuf>),
+) -> Result<Option<(String, &'static str)>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            file_key,
+            format!("cannot be combined with {key}: set one of them"),
+        )),
+        (Some(password), None) => Ok(Some((password, key))),
+        (None, Some(file)) => {
+            let file = resolve(base, file);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", file.display())))?;
+            let password = text.trim();
+            if password.is_empty() {
+                return Err(invalid(file_key, format!("{} is empty", file.display())));
+            }
+            Ok(Some((password.to_owned(), file_key)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Checks a Redis URL's scheme and syntax.
@@ -326,6 +367,74 @@ mod tests {
         ];
         for (text, key) in cases {
             assert_eq!(refused_key(text), key, "{text}");
+        }
+    }
+
+    #[test]
+    fn passwords_can_come_from_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("data"), "d-secret\n").expect("write");
+        std::fs::write(dir.path().join("sentinel"), "s-secret").expect("write");
+        std::fs::write(dir.path().join("empty"), "\n").expect("write");
+        let parse = |text: &str| {
+            let raw: RawStore = toml::from_str(text).expect("toml");
+            validate_store(raw, dir.path(), None)
+        };
+        let sentinels = "sentinels = [\"redis://s:26379\"]\nsentinel_master = \"m\"\n";
+        let config = parse(&format!(
+            "{sentinels}password_file = \"data\"\nsentinel_password_file = \"sentinel\""
+        ));
+        assert!(
+            matches!(
+                config,
+                Ok(StoreConfig::Redis(RedisConfig {
+                    topology: RedisTopology::Sentinel { ref password, ref sentinel_password, .. },
+                    ..
+                })) if password.as_deref() == Some("d-secret")
+                    && sentinel_password.as_deref() == Some("s-secret")
+            ),
+            "{config:?}"
+        );
+        let cluster = parse("cluster_nodes = [\"redis://c:1\"]\npassword_file = \"data\"");
+        assert!(
+            matches!(
+                cluster,
+                Ok(StoreConfig::Redis(RedisConfig {
+                    topology: RedisTopology::Cluster { ref password, .. },
+                    ..
+                })) if password.as_deref() == Some("d-secret")
+            ),
+            "{cluster:?}"
+        );
+        for (text, key) in [
+            (
+                format!("{sentinels}password = \"x\"\npassword_file = \"data\""),
+                "store.password_file",
+            ),
+            (
+                format!("{sentinels}sentinel_password_file = \"missing\""),
+                "store.sentinel_password_file",
+            ),
+            (
+                format!("{sentinels}password_file = \"empty\""),
+                "store.password_file",
+            ),
+            (
+                "url = \"redis://a:1\"\npassword_file = \"data\"".to_owned(),
+                "store.password_file",
+            ),
+            (
+                "cluster_nodes = [\"redis://c:1\"]\nsentinel_password_file = \"data\"".to_owned(),
+                "store.sentinel_password_file",
+            ),
+            ("password_file = \"data\"".to_owned(), "store.password_file"),
+        ] {
+            match parse(&text) {
+                Err(ConfigError::Invalid { key: refused, .. }) => {
+                    assert_eq!(refused, key, "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
         }
     }
 

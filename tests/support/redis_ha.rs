@@ -1,7 +1,7 @@
 //! Redis topologies of real `redis-server` processes on free 127.0.0.1 ports, for one test:
-//! [`SentinelSet`] (a master, two replicas and three sentinels, `down-after-milliseconds
-//! 1000`) and [`RedisCluster`] (three masters and three replicas, `cluster-node-timeout
-//! 1000`). Every node keeps an append-only file in its own temp dir, is awaited by polling,
+//! [`ReplicatedPair`] (a master and a replica), [`SentinelSet`] (a master, two replicas and
+//! three sentinels, `down-after-milliseconds 1000`) and [`RedisCluster`] (three masters with one or two replicas each,
+//! `cluster-node-timeout 1000`). Every node keeps an append-only file in its own temp dir, is awaited by polling,
 //! and is killed (SIGKILL, by pid) and reaped on drop.
 
 #![allow(dead_code)]
@@ -177,6 +177,40 @@ const DATA_NODE: &[&str] = &[
     "0",
 ];
 
+/// A master and one replica, no Sentinel (plain replication, e.g. a managed primary with a
+/// replica behind one endpoint).
+#[derive(Debug)]
+pub struct ReplicatedPair {
+    /// The master.
+    pub master: RedisNode,
+    /// Its replica; [`RedisNode::restart`] brings it back as the master's replica.
+    pub replica: RedisNode,
+}
+
+impl ReplicatedPair {
+    /// Starts both and waits until the replica is in sync.
+    pub fn start() -> Self {
+        let master = RedisNode::start(DATA_NODE, None, false);
+        let replicaof = master.port.to_string();
+        let mut replica_args = DATA_NODE.to_vec();
+        replica_args.extend(["--replicaof", "127.0.0.1", &replicaof]);
+        let replica = RedisNode::start(&replica_args, None, false);
+        let pair = Self { master, replica };
+        pair.wait_in_sync();
+        pair
+    }
+
+    /// Waits until the replica's link to the master is up and the master counts it.
+    pub fn wait_in_sync(&self) {
+        wait_until("the replica to sync", FORM_TIMEOUT, |last| {
+            let link = self.replica.info_field("replication", "master_link_status");
+            let connected = self.master.info_field("replication", "connected_slaves");
+            *last = format!("link {link:?}, master counts {connected:?}");
+            (link.as_deref() == Some("up") && connected.as_deref() == Some("1")).then_some(())
+        });
+    }
+}
+
 /// A master, two replicas and three sentinels.
 #[derive(Debug)]
 pub struct SentinelSet {
@@ -296,7 +330,7 @@ impl SentinelSet {
     }
 }
 
-/// Three masters and three replicas.
+/// Three masters, each with one or two replicas.
 #[derive(Debug)]
 pub struct RedisCluster {
     /// The nodes, in the order given to `redis-cli --cluster create`.
@@ -304,9 +338,16 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts six nodes, creates the cluster and waits until every node says
-    /// `cluster_state:ok` and every replica is in sync.
+    /// Starts six nodes (three masters, one replica each), creates the cluster and waits
+    /// until every node says `cluster_state:ok` and every replica is in sync.
     pub fn start() -> Self {
+        Self::start_with_replicas(1)
+    }
+
+    /// Starts three masters with `replicas` replicas each, creates the cluster and waits
+    /// until every node says `cluster_state:ok` and every replica is in sync. With two, a
+    /// promoted replica still has one of its own (the other one follows it).
+    pub fn start_with_replicas(replicas: usize) -> Self {
         let mut args = DATA_NODE.to_vec();
         args.extend([
             "--cluster-enabled",
@@ -316,7 +357,7 @@ impl RedisCluster {
             "--cluster-node-timeout",
             "1000",
         ]);
-        let nodes: Vec<RedisNode> = (0..6)
+        let nodes: Vec<RedisNode> = (0..3 * (1 + replicas))
             .map(|_| RedisNode::start(&args, None, true))
             .collect();
         let addresses: Vec<String> = nodes
@@ -326,7 +367,7 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("run redis-cli --cluster create");
