@@ -106,10 +106,7 @@ fn assert_server_serving(server: &ServerProcess) {
     assert_eq!(health_check(server.authz_port()), Ok(true));
     assert_eq!(health_check(server.admin_port()), Ok(true));
     assert_eq!(
-        health(
-            server.authz_port(),
-            "envoy.service.auth.v3.Authorization"
-        ),
+        health(server.authz_port(), "envoy.service.auth.v3.Authorization"),
         Ok(true)
     );
 }
@@ -170,8 +167,14 @@ verification_timeout = "1500ms"
         format!("http://127.0.0.1:{admin_port}{PUSH}").as_str()
     );
     assert_eq!(status["verification"]["outcome"], "succeeded", "{status}");
-    assert!(status["verification"]["requested_at"].is_string(), "{status}");
-    assert!(status["verification"]["received_at"].is_string(), "{status}");
+    assert!(
+        status["verification"]["requested_at"].is_string(),
+        "{status}"
+    );
+    assert!(
+        status["verification"]["received_at"].is_string(),
+        "{status}"
+    );
     assert_eq!(status["healthy"], true);
     assert_eq!(status["health_service"], SERVICE);
     // The last SET is the verification event the transmitter pushed.
@@ -191,7 +194,10 @@ verification_timeout = "1500ms"
         text.contains("status        enabled (from status_endpoint at "),
         "{text}"
     );
-    assert!(text.contains("verification  succeeded  requested "), "{text}");
+    assert!(
+        text.contains("verification  succeeded  requested "),
+        "{text}"
+    );
 
     // Periodic: more verifications follow, all with one cached access token (scope asked).
     wait_until("a second verification", PATIENCE, |last| {
@@ -210,8 +216,8 @@ verification_timeout = "1500ms"
     transmitter.withdraw_management_tokens();
     let before = verifications(&server, "succeeded");
     wait_until("a verification with a renewed token", PATIENCE, |last| {
-        let (issued, refusals) = transmitter
-            .polled(|queue| (queue.management_tokens.len(), queue.management_refusals));
+        let (issued, refusals) =
+            transmitter.polled(|queue| (queue.management_tokens.len(), queue.management_refusals));
         *last = format!("{issued} tokens, {refusals} refusals");
         (issued == 2 && verifications(&server, "succeeded") > before).then_some(())
     });
@@ -273,7 +279,10 @@ fn a_wrong_client_secret_configures_nothing_and_the_stream_stays_not_serving() {
     let server = ServerProcess::builder()
         .admin_port(admin_port)
         .env("TEST_SSF_PUSH_SECRET", SECRET)
-        .env("TEST_SSF_MANAGEMENT_SECRET", "not-the-secret-0123456789abcdef")
+        .env(
+            "TEST_SSF_MANAGEMENT_SECRET",
+            "not-the-secret-0123456789abcdef",
+        )
         .extra_toml(&format!(
             r#"
 [[ssf.streams]]
@@ -291,7 +300,9 @@ push_url = "http://127.0.0.1:{admin_port}{PUSH}"
     wait_until("the token endpoint refuses the secret", PATIENCE, |_| {
         (transmitter.polled(|queue| queue.token_refusals) >= 1).then_some(())
     });
-    assert!(transmitter.polled(|queue| queue.stream.is_none() && queue.management_calls.is_empty()));
+    assert!(
+        transmitter.polled(|queue| queue.stream.is_none() && queue.management_calls.is_empty())
+    );
     assert_eq!(health(server.admin_port(), SERVICE), Ok(false));
     assert_server_serving(&server);
     let status = stream_status(&server);
@@ -327,7 +338,9 @@ verification_timeout = "20s"
         ))
         .start();
     wait_for_health(&server, true);
-    let stream = transmitter.polled(|queue| queue.stream.clone()).expect("created");
+    let stream = transmitter
+        .polled(|queue| queue.stream.clone())
+        .expect("created");
     assert_eq!(stream["delivery"]["method"], "urn:ietf:rfc:8936");
     let status = stream_status(&server);
     assert_eq!(status["delivery"], "poll");
@@ -385,7 +398,10 @@ verification_timeout = "60s"
     wait_for_health(&b, true);
     let status = stream_status(&b);
     assert_eq!(status["verification"]["outcome"], "succeeded", "{status}");
-    assert_eq!(status["sets_accepted"], 0, "B received no SET itself: {status}");
+    assert_eq!(
+        status["sets_accepted"], 0,
+        "B received no SET itself: {status}"
+    );
     let status = stream_status(&a);
     assert_eq!(status["verification"]["pending"], true, "{status}");
     assert_eq!(status["sets_accepted"], 1, "{status}");
@@ -396,5 +412,9 @@ verification_timeout = "60s"
         ),
         1
     );
-    assert_eq!(health(a.admin_port(), SERVICE), Ok(false), "A is not verified");
+    assert_eq!(
+        health(a.admin_port(), SERVICE),
+        Ok(false),
+        "A is not verified"
+    );
 }

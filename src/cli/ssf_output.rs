@@ -134,7 +134,10 @@ mod tests {
     fn a_stream_prints_its_status_last_set_and_verification() {
         let text = stream_lines(&stream());
         assert!(text.starts_with("ssf stream   okta\n"), "{text}");
-        assert!(text.contains("health        jwtrevoker.ssf.okta NOT_SERVING"), "{text}");
+        assert!(
+            text.contains("health        jwtrevoker.ssf.okta NOT_SERVING"),
+            "{text}"
+        );
         assert!(text.contains("delivery      push https://revoker.example.com/ssf/push/okta"));
         assert!(text.contains(
             "status        paused (from status_endpoint at 2027-01-15T08:00:00Z) reason \"maintenance\""

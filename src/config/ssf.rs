@@ -273,7 +273,10 @@ fn management(
     }
     let verification_timeout = timeout.unwrap_or(DEFAULT_VERIFICATION_TIMEOUT);
     if verification_timeout < Duration::from_millis(100) {
-        return Err(invalid(key("verification_timeout"), "must be at least 100ms"));
+        return Err(invalid(
+            key("verification_timeout"),
+            "must be at least 100ms",
+        ));
     }
     let verification_timeout = match interval {
         Some(interval) if timeout.is_some() && verification_timeout > interval => {

@@ -78,9 +78,9 @@ impl Verifier {
         configured: &Configured,
         mut stop: watch::Receiver<bool>,
     ) {
-        let interval = settings.verification_interval.map(|interval| {
-            interval.max(configured.min_verification_interval.unwrap_or_default())
-        });
+        let interval = settings
+            .verification_interval
+            .map(|interval| interval.max(configured.min_verification_interval.unwrap_or_default()));
         loop {
             let started = Instant::now();
             refresh_status(client, stream, &settings.credential, configured).await;
@@ -97,7 +97,8 @@ impl Verifier {
             if round == Round::Stopped {
                 return;
             }
-            self.metrics.count_verification(stream.name(), round.label());
+            self.metrics
+                .count_verification(stream.name(), round.label());
             match round {
                 Round::Outcome(VerificationOutcome::Succeeded) => {
                     tracing::info!(stream = %stream.name(), "ssf stream verified");
@@ -256,10 +257,13 @@ pub async fn refresh_status(
     match call(client, credential, reqwest::Method::GET, url.as_str(), None).await {
         Ok(answer) => match answer.get("status").and_then(Value::as_str) {
             Some(status @ ("enabled" | "paused" | "disabled")) => {
-                let reason = answer
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .map(|reason| reason.chars().filter(|c| !c.is_control()).take(256).collect());
+                let reason = answer.get("reason").and_then(Value::as_str).map(|reason| {
+                    reason
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(256)
+                        .collect()
+                });
                 stream.record_status(
                     status.to_owned(),
                     reason,

@@ -179,12 +179,11 @@ impl Transmitter {
                         "/ssf/status",
                         axum::routing::get(
                             move |headers: axum::http::HeaderMap, uri: axum::http::Uri| {
-                                let query: BTreeMap<String, String> =
-                                    url::form_urlencoded::parse(
-                                        uri.query().unwrap_or_default().as_bytes(),
-                                    )
-                                    .into_owned()
-                                    .collect();
+                                let query: BTreeMap<String, String> = url::form_urlencoded::parse(
+                                    uri.query().unwrap_or_default().as_bytes(),
+                                )
+                                .into_owned()
+                                .collect();
                                 stream_status(Arc::clone(&status_queue), headers, query)
                             },
                         ),

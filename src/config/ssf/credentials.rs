@@ -27,19 +27,6 @@ pub(super) struct RawCredential {
     pub scope: Option<String>,
 }
 
-impl RawCredential {
-    /// Whether any key of the family is given.
-    pub fn given(&self) -> bool {
-        self.token_file.is_some()
-            || self.token_env.is_some()
-            || self.token_endpoint.is_some()
-            || self.client_id.is_some()
-            || self.client_secret_file.is_some()
-            || self.client_secret_env.is_some()
-            || self.scope.is_some()
-    }
-}
-
 /// Reads the credential of the `{prefix}_…` keys of `ssf.streams[{index}]`: `None` when no
 /// key is given; an error naming the key when both a static token and client credentials
 /// are given, a client credentials key comes without `{prefix}_token_endpoint`, or one is
@@ -83,15 +70,12 @@ pub(super) fn read(
         ));
     }
     super::super::validate_jwks_uri(&key("token_endpoint"), &token_endpoint)?;
-    let client_id = raw
-        .client_id
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                key("client_id"),
-                format!("is required with {prefix}_token_endpoint"),
-            )
-        })?;
+    let client_id = raw.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+        invalid(
+            key("client_id"),
+            format!("is required with {prefix}_token_endpoint"),
+        )
+    })?;
     let client_secret = super::credential(
         &key("client_secret_file"),
         &key("client_secret_env"),
@@ -223,8 +207,7 @@ push_url = "https://revoker.example.com/ssf/push/s"
                 "ssf.streams[0].management_client_secret_file",
             ),
             (
-                "management_token_env = \"PATH\"\nmanagement_client_id = \"revoker\"\n"
-                    .to_owned(),
+                "management_token_env = \"PATH\"\nmanagement_client_id = \"revoker\"\n".to_owned(),
                 "ssf.streams[0].management_client_id",
             ),
             (
