@@ -259,6 +259,13 @@ verification_timeout = "1500ms"
         "{status}"
     );
     assert!(verifications(&server, "timeout") >= 1);
+    assert_eq!(
+        metric(
+            &server,
+            r#"jwt_revoker_ssf_stream_last_verification_outcome{stream="idp",outcome="timeout"}"#
+        ),
+        1
+    );
     assert!(
         metric(
             &server,

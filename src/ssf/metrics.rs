@@ -3,13 +3,15 @@
 //! the status the transmitter last announced), `jwt_revoker_ssf_stream_last_set_timestamp_seconds`
 //! and `jwt_revoker_ssf_stream_last_verification_timestamp_seconds`,
 //! `jwt_revoker_ssf_stream_last_verification_success_timestamp_seconds` and
-//! `jwt_revoker_ssf_stream_healthy` (1 when the stream's gRPC health is SERVING); and
+//! `jwt_revoker_ssf_stream_healthy` (1 when the stream's gRPC health is SERVING),
+//! `jwt_revoker_ssf_stream_last_verification_outcome{stream, outcome}`; and
 //! `jwt_revoker_ssf_verification_total{stream, outcome}`, the verifications this replica
 //! requested. Stream names come from
 //! the configuration, events, outcomes and statuses from fixed lists, so every label is
 //! bounded.
 
 use super::receiver::Receiver;
+use super::status::VerificationOutcome;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +22,20 @@ use std::sync::Arc;
 
 /// The statuses a stream can be in (`unknown` until the transmitter says).
 const STATUSES: [&str; 4] = ["unknown", "enabled", "paused", "disabled"];
+
+/// How a stream's last verification can have ended.
+const OUTCOMES: [VerificationOutcome; 4] = [
+    VerificationOutcome::None,
+    VerificationOutcome::Succeeded,
+    VerificationOutcome::Timeout,
+    VerificationOutcome::RequestFailed,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    stream: String,
+    outcome: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
@@ -52,6 +68,7 @@ impl Collector for StreamCollector {
         let last_verification = Family::<StreamLabels, Gauge>::default();
         let last_success = Family::<StreamLabels, Gauge>::default();
         let healthy = Family::<StreamLabels, Gauge>::default();
+        let last_outcome = Family::<OutcomeLabels, Gauge>::default();
         for stream in self.receiver.streams() {
             let current = stream.status();
             for known in STATUSES {
@@ -83,6 +100,14 @@ impl Collector for StreamCollector {
             healthy
                 .get_or_create(&labels)
                 .set(i64::from(current.healthy()));
+            for outcome in OUTCOMES {
+                last_outcome
+                    .get_or_create(&OutcomeLabels {
+                        stream: stream.name().to_owned(),
+                        outcome: outcome.as_str(),
+                    })
+                    .set(i64::from(current.verification.outcome == outcome));
+            }
         }
         let metric = encoder.encode_descriptor(
             "jwt_revoker_ssf_stream_status",
@@ -120,7 +145,15 @@ impl Collector for StreamCollector {
             None,
             healthy.metric_type(),
         )?;
-        healthy.encode(metric)
+        healthy.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "jwt_revoker_ssf_stream_last_verification_outcome",
+            "1 for how the stream's last verification at this replica ended (none, \
+             succeeded, timeout, request_failed), 0 for the others",
+            None,
+            last_outcome.metric_type(),
+        )?;
+        last_outcome.encode(metric)
     }
 }
 
