@@ -275,6 +275,15 @@ verification_timeout = "1500ms"
     // And back.
     transmitter.drop_verifications(false);
     wait_for_health(&server, true);
+
+    // Refused as too frequent (429): counted, and the last outcome stands.
+    transmitter.rate_limit_verifications(true);
+    wait_until("a rate-limited verification", PATIENCE, |_| {
+        (verifications(&server, "rate_limited") >= 1).then_some(())
+    });
+    assert_eq!(health(server.admin_port(), SERVICE), Ok(true));
+    let status = stream_status(&server);
+    assert_eq!(status["verification"]["outcome"], "succeeded", "{status}");
 }
 
 #[test]

@@ -69,6 +69,9 @@ pub struct PollQueue {
     pub verifications: Vec<String>,
     /// When set, verification requests are answered 204 but no event is sent.
     pub drop_verifications: bool,
+    /// When set, verification requests are refused with 429 (faster than
+    /// `min_verification_interval`).
+    pub rate_limit_verifications: bool,
 }
 
 /// The CAEP session-revoked event type.
@@ -278,6 +281,11 @@ impl Transmitter {
         self.queue.lock().expect("queue").drop_verifications = drop;
     }
 
+    /// Whether verification requests are refused with 429.
+    pub fn rate_limit_verifications(&self, limit: bool) {
+        self.queue.lock().expect("queue").rate_limit_verifications = limit;
+    }
+
     /// Refuses every management access token issued so far (as if revoked before expiry).
     pub fn withdraw_management_tokens(&self) {
         let mut queue = self.queue.lock().expect("queue");
@@ -474,6 +482,9 @@ async fn verify(
         };
         if request["stream_id"] != stream["stream_id"] {
             return axum::http::StatusCode::NOT_FOUND;
+        }
+        if queue.rate_limit_verifications {
+            return axum::http::StatusCode::TOO_MANY_REQUESTS;
         }
         queue
             .verifications
