@@ -302,6 +302,8 @@ pub async fn run(
         &receiver,
         &stop_rx,
     ));
+    // A health service per stream (`jwtrevoker.ssf.<stream>`); "" and Check ignore streams.
+    pollers.extend(crate::ssf::health::spawn(&receiver, &reporter, &stop_rx).await);
     let admin_http = admin_http::router(
         Arc::clone(&revoker),
         config.admin.clone(),
@@ -319,7 +321,9 @@ pub async fn run(
         Some(gtr) => admin_http.merge(crate::admin::gtr::router(Arc::new(gtr))),
         None => admin_http,
     };
-    let admin = AdminService::new(revoker).svc(config.admin.clone());
+    let admin = AdminService::new(revoker)
+        .with_streams(Arc::clone(&receiver))
+        .svc(config.admin.clone());
     let admin_rpcs = AdminRpcLayer::register(&mut registry);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(admin_pb::FILE_DESCRIPTOR_SET)

@@ -70,7 +70,7 @@ fn alert_rules_pass_promtool() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(alert_expressions().len(), 5, "one expr per rule");
+    assert_eq!(alert_expressions().len(), 7, "one expr per rule");
 }
 
 #[test]

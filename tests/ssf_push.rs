@@ -138,6 +138,17 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
         metrics.contains(r#"jwt_revoker_ssf_stream_status{stream="idp",status="disabled"} 1"#),
         "{metrics}"
     );
+    // …and in `status`, with its reason and source; the stream's health is NOT_SERVING.
+    let status: Value =
+        serde_json::from_str(a.cli_ok(&["status", "--json"]).trim()).expect("JSON status");
+    let stream = &status["ssf_streams"][0];
+    assert_eq!(stream["name"], "idp", "{status}");
+    assert_eq!(stream["status"], "disabled", "{status}");
+    assert_eq!(stream["status_reason"], "maintenance", "{status}");
+    assert_eq!(stream["status_source"], "stream_updated", "{status}");
+    assert_eq!(stream["delivery"], "push", "{status}");
+    assert_eq!(stream["endpoint"], PUSH, "{status}");
+    assert_eq!(stream["healthy"], false, "{status}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - [`http`]: the HTTP endpoints on the same port: RFC 7009 `/revoke`, `/backchannel-logout`.
 //! - [`gtr`]: Global Token Revocation, `/global-token-revocation`.
 //! - [`ssf_push`]: RFC 8935 push delivery of Security Event Tokens, `/ssf/push/{stream}`.
+//! - [`ssf_status`]: a Shared Signals stream's status as the `GetStatus` message.
 
 pub mod auth;
 pub mod convert;
@@ -19,6 +20,7 @@ pub mod pb;
 pub mod revoker;
 pub mod service;
 pub mod ssf_push;
+pub mod ssf_status;
 
 pub use error::AdminError;
 pub use revoker::{RevokeResult, Revoker};

@@ -21,12 +21,23 @@ use tonic::{Request, Response, Status};
 #[derive(Debug, Clone)]
 pub struct AdminService {
     revoker: Arc<Revoker>,
+    streams: Option<Arc<crate::ssf::Receiver>>,
 }
 
 impl AdminService {
     /// An admin service over `revoker`.
     pub fn new(revoker: Arc<Revoker>) -> Self {
-        Self { revoker }
+        Self {
+            revoker,
+            streams: None,
+        }
+    }
+
+    /// Reports these Shared Signals streams in `GetStatus`.
+    #[must_use]
+    pub fn with_streams(mut self, receiver: Arc<crate::ssf::Receiver>) -> Self {
+        self.streams = Some(receiver);
+        self
     }
 
     /// The tonic service to mount on the admin port, guarded by `auth`.
@@ -143,6 +154,12 @@ impl RevocationAdmin for AdminService {
             staleness_seconds: status.staleness.map_or(-1.0, |s| s.as_secs_f64()),
             revocations: u64::try_from(status.revocations).unwrap_or(u64::MAX),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            ssf_streams: self
+                .streams
+                .iter()
+                .flat_map(|receiver| receiver.streams())
+                .map(|stream| super::ssf_status::stream_to_pb(stream))
+                .collect(),
         }))
     }
 }

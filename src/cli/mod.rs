@@ -4,6 +4,7 @@
 pub mod client;
 pub mod output;
 pub mod serve;
+pub mod ssf_output;
 pub mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,6 @@ pub enum Command {
     Get(client::TargetArgs),
     /// List live revocations.
     List(client::ListArgs),
-    /// Show the server's store and replica state.
+    /// Show the server's store and replica state, and its Shared Signals streams.
     Status(client::StatusArgs),
 }

@@ -14,7 +14,8 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-fn time(ts: Option<&prost_types::Timestamp>) -> String {
+/// A timestamp in RFC 3339 (seconds), `-` when absent.
+pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
     match ts.and_then(|ts| u64::try_from(ts.seconds).ok()) {
         Some(seconds) => {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
@@ -101,6 +102,7 @@ pub fn status(status: &StatusResponse, as_json: bool) -> String {
             "staleness_seconds": status.staleness_seconds,
             "revocations": status.revocations,
             "version": status.version,
+            "ssf_streams": status.ssf_streams.iter().map(super::ssf_output::stream_json).collect::<Vec<_>>(),
         })
         .to_string();
     }
@@ -109,7 +111,7 @@ pub fn status(status: &StatusResponse, as_json: bool) -> String {
     } else {
         format!("{:.1}s", status.staleness_seconds)
     };
-    format!(
+    let mut text = format!(
         "version      {}\nstore        {} ({})\nsynced       {}\nstaleness    {}\nrevocations  {}",
         status.version,
         status.store,
@@ -117,5 +119,10 @@ pub fn status(status: &StatusResponse, as_json: bool) -> String {
         status.synced,
         staleness,
         status.revocations
-    )
+    );
+    for stream in &status.ssf_streams {
+        text.push('\n');
+        text.push_str(&super::ssf_output::stream_lines(stream));
+    }
+    text
 }

@@ -4,6 +4,8 @@
 //! secret (from a file or an environment variable, never inline), the token issuers it may
 //! revoke for, and its mapping policy.
 
+mod credentials;
+
 use super::{ConfigError, IssuerConfig, KeySource, SUPPORTED_ALGORITHMS, invalid, is_hmac};
 use crate::ssf::mapping::{OpaqueMeans, OptIn, Policy};
 use jsonwebtoken::Algorithm;
@@ -75,6 +77,15 @@ struct RawStream {
     opt_in: RawOptIn,
     management_token_file: Option<PathBuf>,
     management_token_env: Option<String>,
+    management_token_endpoint: Option<String>,
+    management_client_id: Option<String>,
+    management_client_secret_file: Option<PathBuf>,
+    management_client_secret_env: Option<String>,
+    management_scope: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    verification_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    verification_timeout: Option<Duration>,
     push_url: Option<String>,
     poll_endpoint: Option<String>,
     poll_token_file: Option<PathBuf>,
@@ -198,21 +209,101 @@ pub struct StreamConfig {
     pub management: Option<Management>,
 }
 
-/// Stream management credentials and the receiver's public push URL.
+/// Stream management credentials, the receiver's public push URL and periodic verification.
 #[derive(Clone)]
 pub struct Management {
-    /// The bearer token for the transmitter's stream management API.
-    pub bearer: String,
+    /// The credential for the transmitter's stream management API (a static bearer token or
+    /// OAuth client credentials).
+    pub credential: Credential,
     /// The URL the transmitter pushes to (`…/ssf/push/{name}` as reachable from it); unused
     /// with poll delivery.
     pub push_url: String,
+    /// How often a verification event is requested (`verification_interval`); `None`: once,
+    /// after the stream is configured at start-up.
+    pub verification_interval: Option<Duration>,
+    /// How long the requested verification event may take to arrive
+    /// (`verification_timeout`, default 30 s, at most the interval).
+    pub verification_timeout: Duration,
+}
+
+/// The default `verification_timeout`.
+pub const DEFAULT_VERIFICATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The management part of a stream: `None` without management credentials.
+fn management(
+    index: usize,
+    delivery: &Delivery,
+    raw: credentials::RawCredential,
+    push_url: Option<String>,
+    (interval, timeout): (Option<Duration>, Option<Duration>),
+    base: &Path,
+) -> Result<Option<Management>, ConfigError> {
+    let key = |field: &str| format!("ssf.streams[{index}].{field}");
+    let Some(credential) = credentials::read(index, "management", raw, base)? else {
+        if interval.is_some() || timeout.is_some() {
+            let field = if interval.is_some() {
+                "verification_interval"
+            } else {
+                "verification_timeout"
+            };
+            return Err(invalid(
+                key(field),
+                "needs stream management credentials (management_token_file, \
+                 management_token_env or management_token_endpoint)",
+            ));
+        }
+        return Ok(None);
+    };
+    let push_url = match (delivery, push_url) {
+        (Delivery::Push, Some(url)) => {
+            super::validate_jwks_uri(&key("push_url"), &url)?;
+            url
+        }
+        (Delivery::Push, None) => {
+            return Err(invalid(
+                key("push_url"),
+                "is required with management credentials and push delivery (the URL \
+                 the transmitter pushes to)",
+            ));
+        }
+        (Delivery::Poll { .. }, _) => String::new(),
+    };
+    if interval.is_some_and(|i| i < Duration::from_secs(1)) {
+        return Err(invalid(key("verification_interval"), "must be at least 1s"));
+    }
+    let verification_timeout = timeout.unwrap_or(DEFAULT_VERIFICATION_TIMEOUT);
+    if verification_timeout < Duration::from_millis(100) {
+        return Err(invalid(
+            key("verification_timeout"),
+            "must be at least 100ms",
+        ));
+    }
+    let verification_timeout = match interval {
+        Some(interval) if timeout.is_some() && verification_timeout > interval => {
+            return Err(invalid(
+                key("verification_timeout"),
+                "must be at most verification_interval",
+            ));
+        }
+        Some(interval) => verification_timeout.min(interval),
+        None => verification_timeout,
+    };
+    Ok(Some(Management {
+        credential,
+        push_url,
+        verification_interval: interval,
+        verification_timeout,
+    }))
 }
 
 impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Management")
+            .field("credential", &self.credential)
             .field("push_url", &self.push_url)
-            .finish_non_exhaustive()
+            .field("verification_interval", &self.verification_interval)
+            .field("verification_timeout", &self.verification_timeout)
+            .finish()
     }
 }
 
@@ -413,60 +504,27 @@ fn validate_stream(
                 invalid(key("poll_endpoint"), "is required with delivery = \"poll\"")
             })?;
             super::validate_jwks_uri(&key("poll_endpoint"), &endpoint)?;
-            let bearer = credential(
-                &key("poll_token_file"),
-                &key("poll_token_env"),
-                raw.poll_token_file,
-                raw.poll_token_env,
+            let credential = credentials::read(
+                index,
+                "poll",
+                credentials::RawCredential {
+                    token_file: raw.poll_token_file,
+                    token_env: raw.poll_token_env,
+                    token_endpoint: raw.poll_token_endpoint,
+                    client_id: raw.poll_client_id,
+                    client_secret_file: raw.poll_client_secret_file,
+                    client_secret_env: raw.poll_client_secret_env,
+                    scope: raw.poll_scope,
+                },
                 base,
-            )?;
-            let credential = match (bearer, raw.poll_token_endpoint) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        key("poll_token_endpoint"),
-                        "give a static poll token or client credentials, not both",
-                    ));
-                }
-                (Some(bearer), None) => Credential::Bearer(bearer),
-                (None, Some(token_endpoint)) => {
-                    super::validate_jwks_uri(&key("poll_token_endpoint"), &token_endpoint)?;
-                    let client_id =
-                        raw.poll_client_id
-                            .filter(|c| !c.is_empty())
-                            .ok_or_else(|| {
-                                invalid(
-                                    key("poll_client_id"),
-                                    "is required with poll_token_endpoint",
-                                )
-                            })?;
-                    let client_secret = credential(
-                        &key("poll_client_secret_file"),
-                        &key("poll_client_secret_env"),
-                        raw.poll_client_secret_file,
-                        raw.poll_client_secret_env,
-                        base,
-                    )?
-                    .ok_or_else(|| {
-                        invalid(
-                            key("poll_client_secret_file"),
-                            "poll_client_secret_file or poll_client_secret_env is required",
-                        )
-                    })?;
-                    Credential::ClientCredentials {
-                        token_endpoint,
-                        client_id,
-                        client_secret,
-                        scope: raw.poll_scope,
-                    }
-                }
-                (None, None) => {
-                    return Err(invalid(
-                        key("poll_token_file"),
-                        "poll_token_file, poll_token_env or poll_token_endpoint (client \
-                         credentials) is required",
-                    ));
-                }
-            };
+            )?
+            .ok_or_else(|| {
+                invalid(
+                    key("poll_token_file"),
+                    "poll_token_file, poll_token_env or poll_token_endpoint (client \
+                     credentials) is required",
+                )
+            })?;
             let long_poll = raw.long_poll.unwrap_or(Duration::from_secs(30));
             if long_poll > Duration::from_secs(300) {
                 return Err(invalid(key("long_poll"), "must be at most 5m"));
@@ -549,31 +607,22 @@ fn validate_stream(
         raw.authorization_header_env,
         base,
     )?;
-    let management = credential(
-        &key("management_token_file"),
-        &key("management_token_env"),
-        raw.management_token_file,
-        raw.management_token_env,
+    let management = management(
+        index,
+        &delivery,
+        credentials::RawCredential {
+            token_file: raw.management_token_file,
+            token_env: raw.management_token_env,
+            token_endpoint: raw.management_token_endpoint,
+            client_id: raw.management_client_id,
+            client_secret_file: raw.management_client_secret_file,
+            client_secret_env: raw.management_client_secret_env,
+            scope: raw.management_scope,
+        },
+        raw.push_url,
+        (raw.verification_interval, raw.verification_timeout),
         base,
-    )?
-    .map(|bearer| {
-        let push_url = match (&delivery, raw.push_url) {
-            (Delivery::Push, Some(url)) => {
-                super::validate_jwks_uri(&key("push_url"), &url)?;
-                url
-            }
-            (Delivery::Push, None) => {
-                return Err(invalid(
-                    key("push_url"),
-                    "is required with management credentials and push delivery (the URL \
-                     the transmitter pushes to)",
-                ));
-            }
-            (Delivery::Poll { .. }, _) => String::new(),
-        };
-        Ok(Management { bearer, push_url })
-    })
-    .transpose()?;
+    )?;
     let opaque_means = match raw.opaque_means.as_deref() {
         None | Some("by-event") => OpaqueMeans::ByEvent,
         Some("session") => OpaqueMeans::Sid,

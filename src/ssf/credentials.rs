@@ -1,6 +1,7 @@
 //! Bearer tokens for a transmitter's endpoints: a static token, or one obtained with OAuth
 //! 2.0 client credentials (RFC 6749 §4.4, HTTP Basic client authentication) and reused until
-//! shortly before it expires or the transmitter refuses it.
+//! shortly before it expires or the transmitter refuses it. The poller and stream management
+//! share it.
 
 use crate::config::ssf::Credential;
 use serde_json::Value;
@@ -106,5 +107,39 @@ impl TokenSource {
     /// Forgets a cached token (after the transmitter refused it).
     pub async fn invalidate(&self) {
         *self.cached.lock().await = None;
+    }
+
+    /// Sends the request `build` makes, with a bearer token; when the transmitter answers
+    /// 401 to an OAuth access token, obtains a new token and sends it once more (the cached
+    /// token may have been withdrawn before its `expires_in`). A static token is sent once.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        let token = self.token(client).await?;
+        let response = build()
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED
+            || matches!(self.credential, Credential::Bearer(_))
+        {
+            return Ok(response);
+        }
+        {
+            // Forget the refused token unless another request has renewed it meanwhile.
+            let mut cached = self.cached.lock().await;
+            if cached.as_ref().is_some_and(|(cached, _)| *cached == token) {
+                *cached = None;
+            }
+        }
+        let token = self.token(client).await?;
+        build()
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -1,10 +1,12 @@
 //! SSF stream management, as the receiver: with management credentials, jwt-revoker finds
 //! its stream at the transmitter's `configuration_endpoint` (by audience) and updates it
 //! (PATCH) or creates it (POST) with its delivery (push: its push URL and authorization
-//! header; poll: RFC 8936) and the event types it maps, then asks for a verification event
-//! (`verification_endpoint`, a random `state` the stream then expects). Retried with backoff
-//! until it succeeds or the server stops.
+//! header; poll: RFC 8936) and the event types it maps (retried with backoff until it
+//! succeeds or the server stops); then [`super::verification`] verifies the stream and reads
+//! its status. Every call carries a bearer token from the stream's management credential
+//! (static, or OAuth client credentials renewed once on a 401).
 
+use super::credentials::TokenSource;
 use super::receiver::Stream;
 use super::setup::discover;
 use serde_json::{Value, json};
@@ -38,10 +40,14 @@ pub struct ManagementSettings {
     pub issuer: String,
     /// The stream's audience, by which an existing stream is found.
     pub audience: String,
-    /// The bearer token for the management API.
-    pub bearer: String,
+    /// Where the management API's bearer tokens come from (static or client credentials).
+    pub credential: Arc<TokenSource>,
     /// The stream's delivery object (`method`, `endpoint_url`, `authorization_header`).
     pub delivery: Value,
+    /// How often to verify (`None`: once, after the stream is configured).
+    pub verification_interval: Option<Duration>,
+    /// How long a requested verification event may take.
+    pub verification_timeout: Duration,
 }
 
 impl std::fmt::Debug for ManagementSettings {
@@ -49,23 +55,45 @@ impl std::fmt::Debug for ManagementSettings {
         f.debug_struct("ManagementSettings")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("verification_interval", &self.verification_interval)
             .finish_non_exhaustive()
     }
 }
 
-/// Creates or updates the stream, then requests a verification; retries until done or
-/// `stop` turns true.
+/// The stream as configured at the transmitter, and its endpoints.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// The stream's id at the transmitter.
+    pub stream_id: String,
+    /// The transmitter's `status_endpoint`, if any.
+    pub status_endpoint: Option<String>,
+    /// The transmitter's `verification_endpoint`, if any.
+    pub verification_endpoint: Option<String>,
+    /// The stream's `min_verification_interval` (seconds), if the transmitter set one.
+    pub min_verification_interval: Option<Duration>,
+}
+
+/// Creates or updates the stream (retrying with backoff), then verifies it (once, or every
+/// `verification_interval`) and reads its status, until `stop` turns true.
 pub async fn run(
     stream: Arc<Stream>,
     settings: ManagementSettings,
+    verifier: super::verification::Verifier,
     mut stop: watch::Receiver<bool>,
 ) {
+    let client = match client() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(stream = %stream.name(), %error, "ssf stream management cannot start");
+            return;
+        }
+    };
     let mut backoff = Duration::from_millis(500);
-    loop {
-        match manage(&stream, &settings).await {
-            Ok(stream_id) => {
-                tracing::info!(stream = %stream.name(), %stream_id, "ssf stream configured at the transmitter; verification requested");
-                return;
+    let configured = loop {
+        match manage(&client, &stream, &settings).await {
+            Ok(configured) => {
+                tracing::info!(stream = %stream.name(), stream_id = %configured.stream_id, "ssf stream configured at the transmitter");
+                break configured;
             }
             Err(error) => {
                 tracing::warn!(stream = %stream.name(), %error, "ssf stream management failed; retrying");
@@ -76,7 +104,19 @@ pub async fn run(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
+    };
+    verifier
+        .run(&client, &stream, &settings, &configured, stop)
+        .await;
+}
+
+/// The HTTP client for the management API.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn endpoint(metadata: &Value, name: &str) -> Result<Option<String>, String> {
@@ -93,38 +133,55 @@ fn endpoint(metadata: &Value, name: &str) -> Result<Option<String>, String> {
     Ok(Some(url.to_owned()))
 }
 
-async fn manage(stream: &Stream, settings: &ManagementSettings) -> Result<String, String> {
+/// Sends a management request (JSON `body` if any) with the stream's credential, and reads
+/// a JSON answer (`null` when empty); an HTTP error status is an error naming it.
+pub async fn call(
+    client: &reqwest::Client,
+    credential: &TokenSource,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    let response = credential
+        .send(client, || {
+            let request = client
+                .request(method.clone(), url)
+                .header(reqwest::header::ACCEPT, "application/json");
+            match body {
+                Some(body) => request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string()),
+                None => request,
+            }
+        })
+        .await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn manage(
+    client: &reqwest::Client,
+    stream: &Stream,
+    settings: &ManagementSettings,
+) -> Result<Configured, String> {
     let metadata = discover(&settings.issuer)
         .await
         .map_err(|(url, message)| format!("metadata at {url}: {message}"))?;
     let configuration = endpoint(&metadata, "configuration_endpoint")?
         .ok_or("the transmitter has no configuration_endpoint")?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let send = |request: reqwest::RequestBuilder, body: Option<&Value>| {
-        let request = request
-            .bearer_auth(&settings.bearer)
-            .header(reqwest::header::ACCEPT, "application/json");
-        let request = match body {
-            Some(body) => request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string()),
-            None => request,
-        };
-        async move {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let text = response.text().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
-            Ok::<Value, String>(serde_json::from_str(&text).unwrap_or(Value::Null))
-        }
-    };
-    let existing = send(client.get(&configuration), None).await?;
+    let credential = &settings.credential;
+    let existing = call(
+        client,
+        credential,
+        reqwest::Method::GET,
+        &configuration,
+        None,
+    )
+    .await?;
     let ours = |config: &Value| match config.get("aud") {
         Some(Value::String(aud)) => *aud == settings.audience,
         Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&settings.audience)),
@@ -148,9 +205,25 @@ async fn manage(stream: &Stream, settings: &ManagementSettings) -> Result<String
     {
         Some(stream_id) => {
             body["stream_id"] = json!(stream_id);
-            send(client.patch(&configuration), Some(&body)).await?
+            call(
+                client,
+                credential,
+                reqwest::Method::PATCH,
+                &configuration,
+                Some(&body),
+            )
+            .await?
         }
-        None => send(client.post(&configuration), Some(&body)).await?,
+        None => {
+            call(
+                client,
+                credential,
+                reqwest::Method::POST,
+                &configuration,
+                Some(&body),
+            )
+            .await?
+        }
     };
     if answer
         .get("iss")
@@ -165,27 +238,19 @@ async fn manage(stream: &Stream, settings: &ManagementSettings) -> Result<String
         .ok_or("the transmitter returned no stream_id")?
         .to_owned();
     stream.set_stream_id(stream_id.clone());
-    if let Some(verification) = endpoint(&metadata, "verification_endpoint")? {
-        let state = random_state();
-        stream.expect_verification(state.clone());
-        let request = json!({"stream_id": stream_id, "state": state});
-        let response = client
-            .post(&verification)
-            .bearer_auth(&settings.bearer)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("verification request: HTTP {}", response.status()));
-        }
-    }
-    Ok(stream_id)
+    Ok(Configured {
+        stream_id,
+        status_endpoint: endpoint(&metadata, "status_endpoint")?,
+        verification_endpoint: endpoint(&metadata, "verification_endpoint")?,
+        min_verification_interval: answer
+            .get("min_verification_interval")
+            .and_then(Value::as_u64)
+            .map(Duration::from_secs),
+    })
 }
 
 /// 128 random bits, hex.
-fn random_state() -> String {
+pub fn random_state() -> String {
     let mut bytes = [0_u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

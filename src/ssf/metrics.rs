@@ -1,11 +1,17 @@
 //! Shared Signals metrics: `jwt_revoker_ssf_sets_total{stream, event, outcome}`, and read
 //! from the streams at each scrape `jwt_revoker_ssf_stream_status{stream, status}` (1 for
 //! the status the transmitter last announced), `jwt_revoker_ssf_stream_last_set_timestamp_seconds`
-//! and `jwt_revoker_ssf_stream_last_verification_timestamp_seconds`. Stream names come from
+//! and `jwt_revoker_ssf_stream_last_verification_timestamp_seconds`,
+//! `jwt_revoker_ssf_stream_last_verification_success_timestamp_seconds` and
+//! `jwt_revoker_ssf_stream_healthy` (1 when the stream's gRPC health is SERVING),
+//! `jwt_revoker_ssf_stream_last_verification_outcome{stream, outcome}`; and
+//! `jwt_revoker_ssf_verification_total{stream, outcome}`, the verifications this replica
+//! requested. Stream names come from
 //! the configuration, events, outcomes and statuses from fixed lists, so every label is
 //! bounded.
 
 use super::receiver::Receiver;
+use super::status::VerificationOutcome;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +22,20 @@ use std::sync::Arc;
 
 /// The statuses a stream can be in (`unknown` until the transmitter says).
 const STATUSES: [&str; 4] = ["unknown", "enabled", "paused", "disabled"];
+
+/// How a stream's last verification can have ended.
+const OUTCOMES: [VerificationOutcome; 4] = [
+    VerificationOutcome::None,
+    VerificationOutcome::Succeeded,
+    VerificationOutcome::Timeout,
+    VerificationOutcome::RequestFailed,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    stream: String,
+    outcome: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
@@ -46,6 +66,9 @@ impl Collector for StreamCollector {
         let status = Family::<StatusLabels, Gauge>::default();
         let last_set = Family::<StreamLabels, Gauge>::default();
         let last_verification = Family::<StreamLabels, Gauge>::default();
+        let last_success = Family::<StreamLabels, Gauge>::default();
+        let healthy = Family::<StreamLabels, Gauge>::default();
+        let last_outcome = Family::<OutcomeLabels, Gauge>::default();
         for stream in self.receiver.streams() {
             let current = stream.status();
             for known in STATUSES {
@@ -69,6 +92,22 @@ impl Collector for StreamCollector {
                     .get_or_create(&labels)
                     .set(i64::try_from(at).unwrap_or(i64::MAX));
             }
+            if let Some(at) = current.verification.last_success_at {
+                last_success
+                    .get_or_create(&labels)
+                    .set(i64::try_from(at).unwrap_or(i64::MAX));
+            }
+            healthy
+                .get_or_create(&labels)
+                .set(i64::from(current.healthy()));
+            for outcome in OUTCOMES {
+                last_outcome
+                    .get_or_create(&OutcomeLabels {
+                        stream: stream.name().to_owned(),
+                        outcome: outcome.as_str(),
+                    })
+                    .set(i64::from(current.verification.outcome == outcome));
+            }
         }
         let metric = encoder.encode_descriptor(
             "jwt_revoker_ssf_stream_status",
@@ -91,7 +130,30 @@ impl Collector for StreamCollector {
             None,
             last_verification.metric_type(),
         )?;
-        last_verification.encode(metric)
+        last_verification.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "jwt_revoker_ssf_stream_last_verification_success_timestamp_seconds",
+            "When a verification of the stream last succeeded at this replica (Unix seconds)",
+            None,
+            last_success.metric_type(),
+        )?;
+        last_success.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "jwt_revoker_ssf_stream_healthy",
+            "1 when the stream is enabled and its last verification succeeded (its gRPC \
+             health service jwtrevoker.ssf.<stream> is SERVING), else 0",
+            None,
+            healthy.metric_type(),
+        )?;
+        healthy.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "jwt_revoker_ssf_stream_last_verification_outcome",
+            "1 for how the stream's last verification at this replica ended (none, \
+             succeeded, timeout, request_failed), 0 for the others",
+            None,
+            last_outcome.metric_type(),
+        )?;
+        last_outcome.encode(metric)
     }
 }
 
@@ -102,10 +164,17 @@ struct SetLabels {
     outcome: &'static str,
 }
 
-/// Counts received SETs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationLabels {
+    stream: String,
+    outcome: &'static str,
+}
+
+/// Counts received SETs and requested verifications.
 #[derive(Clone, Debug, Default)]
 pub struct SsfMetrics {
     sets: Family<SetLabels, Counter>,
+    verifications: Family<VerificationLabels, Counter>,
 }
 
 impl SsfMetrics {
@@ -117,7 +186,23 @@ impl SsfMetrics {
             "Security Event Tokens received, by stream, event type and outcome",
             metrics.sets.clone(),
         );
+        registry.register(
+            "jwt_revoker_ssf_verification",
+            "Stream verifications this replica requested, by stream and outcome (succeeded, \
+             timeout, request_failed, rate_limited)",
+            metrics.verifications.clone(),
+        );
         metrics
+    }
+
+    /// Counts one verification of `stream` that ended with `outcome`.
+    pub fn count_verification(&self, stream: &str, outcome: &'static str) {
+        self.verifications
+            .get_or_create(&VerificationLabels {
+                stream: stream.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts one SET of `stream` (a configured name).

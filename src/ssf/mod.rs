@@ -7,6 +7,9 @@
 //! - [`mapping`]: event types → revocations, by the stream's policy.
 //! - [`verify`]: a stream's transmitter keys, issuer and audience.
 //! - [`receiver`]: the pipeline: verify, de-duplicate, map, revoke durably, record status.
+//! - [`status`]: a stream's status, last SET and last verification; when it is healthy.
+//! - [`verification`]: periodic verification and the transmitter's status endpoint.
+//! - [`health`]: a gRPC health service per stream, `jwtrevoker.ssf.<stream>`.
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
@@ -18,6 +21,7 @@
 pub mod credentials;
 pub mod error;
 pub mod gtr;
+pub mod health;
 pub mod management;
 pub mod mapping;
 pub mod metrics;
@@ -25,7 +29,9 @@ pub mod poll;
 pub mod receiver;
 pub mod secevent;
 pub mod setup;
+pub mod status;
 pub mod subject;
+pub mod verification;
 pub mod verify;
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use super::error::SetError;
 use super::mapping::{self, Decision, Policy};
 use super::metrics::SsfMetrics;
 use super::secevent::SetClaims;
+pub use super::status::StreamStatus;
+use super::status::{StatusSource, VerificationOutcome};
 use super::verify::StreamVerifier;
 use crate::admin::{AdminError, Revoker};
 use crate::revocation::model::MAX_REASON_LEN;
@@ -22,19 +24,18 @@ pub const SET_JTI_SCOPE: &str = "ssf-jti";
 /// is as of the event's time).
 pub const REPLAY_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
-/// A stream's status as this replica knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StreamStatus {
-    /// `enabled`, `paused` or `disabled` as the transmitter last said (`unknown` until then).
-    pub status: String,
-    /// When the last SET was accepted (Unix seconds).
-    pub last_set_at: Option<u64>,
-    /// When the last verification event was accepted.
-    pub last_verification_at: Option<u64>,
-    /// SETs accepted since start.
-    pub accepted: u64,
-    /// The stream's id at the transmitter, once stream management has configured it.
-    pub stream_id: Option<String>,
+/// The `remember_once` scope of the verification `state`s replicas requested (so that a
+/// verification event pushed to another replica is recognised there).
+pub const VERIFY_STATE_SCOPE: &str = "ssf-verify-state";
+/// The `remember_once` scope of the verification `state`s whose event arrived (so that the
+/// requesting replica learns it, whichever replica received it).
+pub const VERIFIED_SCOPE: &str = "ssf-verified";
+/// How long those marks live.
+pub const VERIFY_MARK_SECS: u64 = 3600;
+
+/// The store id of a verification `state` of `stream`.
+pub fn verify_mark(stream: &str, state: &str) -> String {
+    format!("{}:{stream}:{state}", stream.len())
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +52,9 @@ pub struct Stream {
     verifier: StreamVerifier,
     policy: Policy,
     push_secret: Option<String>,
+    delivery: (&'static str, String),
     state: Mutex<StreamState>,
+    changed: tokio::sync::watch::Sender<()>,
 }
 
 impl Stream {
@@ -68,6 +71,7 @@ impl Stream {
             verifier,
             policy,
             push_secret,
+            delivery: ("push", String::new()),
             state: Mutex::new(StreamState {
                 status: StreamStatus {
                     status: "unknown".to_owned(),
@@ -75,7 +79,100 @@ impl Stream {
                 },
                 pending_verification: None,
             }),
+            changed: tokio::sync::watch::channel(()).0,
         }
+    }
+
+    /// Records how SETs reach the stream: `method` (`push` or `poll`) and the endpoint (the
+    /// push URL or path, the poll endpoint).
+    #[must_use]
+    pub fn with_delivery(mut self, method: &'static str, endpoint: impl Into<String>) -> Self {
+        self.delivery = (method, endpoint.into());
+        self
+    }
+
+    /// How SETs reach the stream: method and endpoint.
+    pub fn delivery(&self) -> (&'static str, &str) {
+        (self.delivery.0, &self.delivery.1)
+    }
+
+    /// Notified whenever the status changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Changes the state, then notifies subscribers.
+    fn update<T>(&self, change: impl FnOnce(&mut StreamState) -> T) -> T {
+        let result = change(&mut self.state());
+        self.changed.send_replace(());
+        result
+    }
+
+    /// Records the status the transmitter reported, with its reason, at `now`.
+    pub fn record_status(
+        &self,
+        status: String,
+        reason: Option<String>,
+        source: StatusSource,
+        now: u64,
+    ) {
+        self.update(|state| {
+            let status_of = &mut state.status;
+            status_of.status = status;
+            status_of.status_reason = reason;
+            status_of.status_source = Some(source);
+            status_of.status_at = Some(now);
+        });
+    }
+
+    /// Starts a verification: `state` is awaited from now on.
+    pub fn begin_verification(&self, state: String, now: u64) {
+        self.update(|stream| {
+            stream.pending_verification = Some(state);
+            stream.status.verification.requested_at = Some(now);
+            stream.status.verification.pending = true;
+        });
+    }
+
+    /// Whether the verification with `state` is still awaited here.
+    pub fn awaits_verification(&self, state: &str) -> bool {
+        self.state().pending_verification.as_deref() == Some(state)
+    }
+
+    /// Ends the verification with `state` (if it is still the awaited one) with `outcome`,
+    /// at `now`; `error` says why it failed.
+    pub fn end_verification(
+        &self,
+        state: &str,
+        outcome: VerificationOutcome,
+        error: Option<String>,
+        now: u64,
+    ) {
+        self.update(|stream| {
+            if stream.pending_verification.as_deref() != Some(state) {
+                return;
+            }
+            stream.pending_verification = None;
+            let verification = &mut stream.status.verification;
+            verification.pending = false;
+            verification.outcome = outcome;
+            verification.error = error;
+            if outcome == VerificationOutcome::Succeeded {
+                verification.received_at = Some(now);
+                verification.last_success_at = Some(now);
+            }
+        });
+    }
+
+    /// Gives up waiting for `state` without recording an outcome (the transmitter refused
+    /// the request as too frequent: the last outcome stands).
+    pub fn abandon_verification(&self, state: &str) {
+        self.update(|stream| {
+            if stream.pending_verification.as_deref() == Some(state) {
+                stream.pending_verification = None;
+                stream.status.verification.pending = false;
+            }
+        });
     }
 
     /// Its configured name.
@@ -95,12 +192,12 @@ impl Stream {
 
     /// Records the stream's id at the transmitter.
     pub fn set_stream_id(&self, stream_id: String) {
-        self.state().status.stream_id = Some(stream_id);
+        self.update(|state| state.status.stream_id = Some(stream_id));
     }
 
     /// Records the `state` of a verification this receiver requested.
     pub fn expect_verification(&self, state: String) {
-        self.state().pending_verification = Some(state);
+        self.update(|stream| stream.pending_verification = Some(state));
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, StreamState> {
@@ -198,6 +295,11 @@ impl Receiver {
         self.streams.values()
     }
 
+    /// The store revocations and marks are written to.
+    pub fn store(&self) -> &Arc<dyn crate::revocation::Store> {
+        self.revoker.store()
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &SsfMetrics {
         &self.metrics
@@ -276,18 +378,16 @@ impl Receiver {
             }
             Decision::Ignore(reason) => Receipt::Ignored(reason),
             Decision::Verification { state } => {
-                let mut guard = stream.state();
-                if let Some(expected) = &guard.pending_verification
-                    && state.as_deref() != Some(expected.as_str())
-                {
-                    return Err(SetError::InvalidState.into());
-                }
-                guard.pending_verification = None;
-                guard.status.last_verification_at = Some(now);
+                self.verification(stream, state.as_deref(), now).await?;
                 Receipt::Verified
             }
             Decision::StreamUpdated { status } => {
-                stream.state().status.status = status;
+                let reason = claims
+                    .event
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(bounded);
+                stream.record_status(status, reason, StatusSource::StreamUpdated, now);
                 Receipt::StatusRecorded
             }
         };
@@ -299,11 +399,77 @@ impl Receiver {
                 now,
             )
             .await?;
-        let mut state = stream.state();
-        state.status.last_set_at = Some(now);
-        state.status.accepted += 1;
+        stream.update(|state| {
+            state.status.last_set_at = Some(now);
+            state.status.last_set_jti = Some(bounded(&claims.jti));
+            state.status.accepted += 1;
+        });
         Ok((receipt, claims))
     }
+
+    /// A verification event with `state`: accepted when it is the state this replica
+    /// awaits, one another replica requested (recorded in the store), or when none is
+    /// awaited here (the transmitter verifies on its own); else `invalid_state`. The arrival
+    /// is recorded in the store for the replica that asked.
+    async fn verification(
+        &self,
+        stream: &Stream,
+        state: Option<&str>,
+        now: u64,
+    ) -> Result<(), ReceiveError> {
+        let store = self.revoker.store();
+        let awaited = stream.state().pending_verification.clone();
+        let ours = awaited.is_some() && awaited.as_deref() == state;
+        if let (Some(_), false) = (&awaited, ours) {
+            let requested_elsewhere = match state {
+                Some(state) => {
+                    store
+                        .is_remembered(VERIFY_STATE_SCOPE, &verify_mark(&stream.name, state), now)
+                        .await?
+                }
+                None => false,
+            };
+            if !requested_elsewhere {
+                return Err(SetError::InvalidState.into());
+            }
+        }
+        if let Some(state) = state {
+            store
+                .remember_once(
+                    VERIFIED_SCOPE,
+                    &verify_mark(&stream.name, state),
+                    now.saturating_add(VERIFY_MARK_SECS),
+                    now,
+                )
+                .await?;
+        }
+        stream.update(|guard| {
+            guard.status.last_verification_at = Some(now);
+            if ours || awaited.is_none() {
+                guard.pending_verification = None;
+                let verification = &mut guard.status.verification;
+                verification.received_at = Some(now);
+                verification.pending = false;
+                verification.outcome = VerificationOutcome::Succeeded;
+                verification.error = None;
+                verification.last_success_at = Some(now);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Text from a SET kept in the status: at most 256 bytes, no control characters.
+fn bounded(text: &str) -> String {
+    let mut clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    if clean.len() > 256 {
+        let mut end = 256;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+    }
+    clean
 }
 
 /// The reason recorded with a revocation: where it came from, within the reason's limit and

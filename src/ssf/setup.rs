@@ -77,8 +77,9 @@ pub fn spawn_pollers(
         .collect()
 }
 
-/// Starts the stream management of every stream given management credentials; each task
-/// ends once its stream is configured, or when `stop` turns true.
+/// Starts the stream management of every stream given management credentials: each task
+/// configures its stream, then verifies it (once, or every `verification_interval`) until
+/// `stop` turns true.
 pub fn spawn_management(
     config: &SsfConfig,
     receiver: &Arc<Receiver>,
@@ -116,9 +117,17 @@ pub fn spawn_management(
                         .first()
                         .cloned()
                         .unwrap_or_default(),
-                    bearer: management.bearer.clone(),
+                    credential: Arc::new(super::credentials::TokenSource::new(
+                        management.credential.clone(),
+                    )),
                     delivery,
+                    verification_interval: management.verification_interval,
+                    verification_timeout: management.verification_timeout,
                 },
+                super::verification::Verifier::new(
+                    Arc::clone(receiver.store()),
+                    receiver.metrics().clone(),
+                ),
                 stop.clone(),
             )))
         })
@@ -257,12 +266,27 @@ pub async fn build(
                 name: stream.name.clone(),
                 source,
             })?;
-        streams.push(Stream::new(
-            stream.name.clone(),
-            verifier,
-            stream.policy.clone(),
-            stream.push_secret.clone(),
-        ));
+        let (method, endpoint) = match &stream.delivery {
+            crate::config::ssf::Delivery::Push => (
+                "push",
+                stream
+                    .management
+                    .as_ref()
+                    .map(|m| m.push_url.clone())
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| format!("/ssf/push/{}", stream.name)),
+            ),
+            crate::config::ssf::Delivery::Poll { endpoint, .. } => ("poll", endpoint.clone()),
+        };
+        streams.push(
+            Stream::new(
+                stream.name.clone(),
+                verifier,
+                stream.policy.clone(),
+                stream.push_secret.clone(),
+            )
+            .with_delivery(method, endpoint),
+        );
     }
     Ok(Receiver::new(streams, revoker, metrics))
 }

@@ -4,7 +4,12 @@
 //! secevent+jwt`), and pushes them (RFC 8935) as a transmitter would, or queues them for
 //! its RFC 8936 poll endpoint (`POST /ssf/poll`, bearer [`POLL_TOKEN`]: long poll up to a
 //! second, `ack` removes a SET, `setErrs` records a refusal, unacknowledged SETs are
-//! delivered again on the next poll).
+//! delivered again on the next poll). Stream management: the configuration endpoint, the
+//! status endpoint (`GET /ssf/status?stream_id=`, the status set by [`Transmitter::set_status`])
+//! and the verification endpoint (the verification SET pushed, or queued for polling, unless
+//! [`Transmitter::drop_verifications`]), authorized by [`MANAGEMENT_TOKEN`] or an access
+//! token `/oauth/token` issued to [`MANAGEMENT_CLIENT`] (until
+//! [`Transmitter::withdraw_management_tokens`]).
 
 use super::http::{Request, Response};
 use super::{fixture, ports::free_port, tokens};
@@ -21,6 +26,10 @@ pub const MANAGEMENT_TOKEN: &str = "management-token-0123456789abcdef";
 /// The OAuth client (id, secret) whose client credentials grant yields [`POLL_TOKEN`] at
 /// `/oauth/token`.
 pub const POLL_CLIENT: (&str, &str) = ("revoker", "client-secret-0123456789abcdef");
+
+/// The OAuth client (id, secret) whose client credentials grant yields a management access
+/// token at `/oauth/token`.
+pub const MANAGEMENT_CLIENT: (&str, &str) = ("revoker-manager", "manager-secret-0123456789abcdef");
 
 /// The bearer token the poll endpoint requires.
 pub const POLL_TOKEN: &str = "poll-token-0123456789abcdef";
@@ -42,6 +51,27 @@ pub struct PollQueue {
     pub management_calls: Vec<(String, Value)>,
     /// Tokens issued by `/oauth/token`.
     pub tokens_issued: u64,
+    /// Management access tokens issued by `/oauth/token`, in order.
+    pub management_tokens: Vec<String>,
+    /// Management tokens issued before this index are refused.
+    pub management_tokens_valid_from: usize,
+    /// The `scope` of each token request.
+    pub scopes: Vec<String>,
+    /// Token requests refused (bad client credentials).
+    pub token_refusals: u64,
+    /// Management calls refused with 401.
+    pub management_refusals: u64,
+    /// The stream status the status endpoint reports, with its reason (`enabled` unless set).
+    pub status: Option<(String, Option<String>)>,
+    /// Status endpoint calls.
+    pub status_calls: u64,
+    /// The `state` of every verification requested.
+    pub verifications: Vec<String>,
+    /// When set, verification requests are answered 204 but no event is sent.
+    pub drop_verifications: bool,
+    /// When set, verification requests are refused with 429 (faster than
+    /// `min_verification_interval`).
+    pub rate_limit_verifications: bool,
 }
 
 /// The CAEP session-revoked event type.
@@ -84,6 +114,8 @@ impl Transmitter {
         let (poll_queue, poll_wake) = (Arc::clone(&queue), Arc::clone(&wake));
         let (streams_queue, verify_queue) = (Arc::clone(&queue), Arc::clone(&queue));
         let token_queue = Arc::clone(&queue);
+        let status_queue = Arc::clone(&queue);
+        let verify_wake = Arc::clone(&wake);
         let (streams_issuer, verify_issuer) = (issuer.clone(), issuer.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -139,11 +171,25 @@ impl Transmitter {
                         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
                             verify(
                                 Arc::clone(&verify_queue),
+                                Arc::clone(&verify_wake),
                                 verify_issuer.clone(),
                                 headers,
                                 body,
                             )
                         }),
+                    )
+                    .route(
+                        "/ssf/status",
+                        axum::routing::get(
+                            move |headers: axum::http::HeaderMap, uri: axum::http::Uri| {
+                                let query: BTreeMap<String, String> = url::form_urlencoded::parse(
+                                    uri.query().unwrap_or_default().as_bytes(),
+                                )
+                                .into_owned()
+                                .collect();
+                                stream_status(Arc::clone(&status_queue), headers, query)
+                            },
+                        ),
                     )
                     .route(
                         "/jwks",
@@ -224,6 +270,28 @@ impl Transmitter {
         jti
     }
 
+    /// Sets the stream status the status endpoint reports.
+    pub fn set_status(&self, status: &str, reason: Option<&str>) {
+        self.queue.lock().expect("queue").status =
+            Some((status.to_owned(), reason.map(str::to_owned)));
+    }
+
+    /// Whether verification requests send no event (answered 204 all the same).
+    pub fn drop_verifications(&self, drop: bool) {
+        self.queue.lock().expect("queue").drop_verifications = drop;
+    }
+
+    /// Whether verification requests are refused with 429.
+    pub fn rate_limit_verifications(&self, limit: bool) {
+        self.queue.lock().expect("queue").rate_limit_verifications = limit;
+    }
+
+    /// Refuses every management access token issued so far (as if revoked before expiry).
+    pub fn withdraw_management_tokens(&self) {
+        let mut queue = self.queue.lock().expect("queue");
+        queue.management_tokens_valid_from = queue.management_tokens.len();
+    }
+
     /// Reads the poll endpoint's state.
     pub fn polled<T>(&self, read: impl FnOnce(&PollQueue) -> T) -> T {
         read(&self.queue.lock().expect("queue"))
@@ -250,40 +318,103 @@ impl Drop for Transmitter {
     }
 }
 
-/// A client credentials token endpoint for [`POLL_CLIENT`].
+/// A client credentials token endpoint for [`POLL_CLIENT`] (the poll token) and
+/// [`MANAGEMENT_CLIENT`] (a new management access token each time); it checks the client
+/// secret (HTTP Basic).
 async fn oauth_token(
     queue: Arc<Mutex<PollQueue>>,
     headers: axum::http::HeaderMap,
     body: String,
 ) -> (axum::http::StatusCode, String) {
     use base64::Engine as _;
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", POLL_CLIENT.0, POLL_CLIENT.1))
-    );
-    let authorized = headers
+    let basic = |(id, secret): (&str, &str)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
+    };
+    let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == expected);
-    if !authorized || !body.contains("grant_type=client_credentials") {
+        .unwrap_or_default()
+        .to_owned();
+    let mut queue = queue.lock().expect("queue");
+    let scope = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(name, _)| name == "scope")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let token = if !body.contains("grant_type=client_credentials") {
+        None
+    } else if given == basic(POLL_CLIENT) {
+        Some(POLL_TOKEN.to_owned())
+    } else if given == basic(MANAGEMENT_CLIENT) {
+        let token = format!("management-access-token-{}", queue.management_tokens.len());
+        queue.management_tokens.push(token.clone());
+        Some(token)
+    } else {
+        None
+    };
+    let Some(token) = token else {
+        queue.token_refusals += 1;
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             json!({"error": "invalid_client"}).to_string(),
         );
-    }
-    queue.lock().expect("queue").tokens_issued += 1;
+    };
+    queue.tokens_issued += 1;
+    queue.scopes.push(scope);
     (
         axum::http::StatusCode::OK,
-        json!({"access_token": POLL_TOKEN, "token_type": "Bearer", "expires_in": 60}).to_string(),
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": 60}).to_string(),
     )
 }
 
-fn management_authorized(headers: &axum::http::HeaderMap) -> bool {
-    headers
+/// Whether a management call carries [`MANAGEMENT_TOKEN`] or a live management access token
+/// (counting a refusal otherwise).
+fn management_authorized(queue: &Mutex<PollQueue>, headers: &axum::http::HeaderMap) -> bool {
+    let mut queue = queue.lock().expect("queue");
+    let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {MANAGEMENT_TOKEN}"))
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let valid = given == MANAGEMENT_TOKEN
+        || queue.management_tokens[queue.management_tokens_valid_from..]
+            .iter()
+            .any(|token| token == given);
+    if !valid {
+        queue.management_refusals += 1;
+    }
+    valid
+}
+
+/// The status endpoint: `GET ?stream_id=` → `{stream_id, status, reason}`.
+async fn stream_status(
+    queue: Arc<Mutex<PollQueue>>,
+    headers: axum::http::HeaderMap,
+    query: BTreeMap<String, String>,
+) -> (axum::http::StatusCode, String) {
+    if !management_authorized(&queue, &headers) {
+        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+    }
+    let mut queue = queue.lock().expect("queue");
+    queue.status_calls += 1;
+    let known = queue
+        .stream
+        .as_ref()
+        .and_then(|stream| stream["stream_id"].as_str().map(str::to_owned));
+    if query.get("stream_id") != known.as_ref() {
+        return (axum::http::StatusCode::NOT_FOUND, String::new());
+    }
+    let (status, reason) = queue
+        .status
+        .clone()
+        .unwrap_or_else(|| ("enabled".to_owned(), None));
+    let mut answer = json!({"stream_id": known, "status": status});
+    if let Some(reason) = reason {
+        answer["reason"] = json!(reason);
+    }
+    (axum::http::StatusCode::OK, answer.to_string())
 }
 
 /// The stream configuration endpoint: GET lists, POST creates (`stream-1`), PATCH updates.
@@ -295,7 +426,7 @@ async fn streams(
     body: String,
 ) -> (axum::http::StatusCode, String) {
     use axum::http::StatusCode;
-    if !management_authorized(&headers) {
+    if !management_authorized(&queue, &headers) {
         return (StatusCode::UNAUTHORIZED, String::new());
     }
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -330,23 +461,42 @@ async fn streams(
     }
 }
 
-/// The verification endpoint: answers 204, then pushes a verification SET with the `state`
-/// to the stream's push endpoint.
+/// The verification endpoint: answers 204, then sends a verification SET with the `state`:
+/// pushed to the stream's push endpoint, or queued for the poll endpoint when the stream is
+/// polled; nothing with [`Transmitter::drop_verifications`].
 async fn verify(
     queue: Arc<Mutex<PollQueue>>,
+    wake: Arc<tokio::sync::Notify>,
     issuer: String,
     headers: axum::http::HeaderMap,
     body: String,
 ) -> axum::http::StatusCode {
-    if !management_authorized(&headers) {
+    if !management_authorized(&queue, &headers) {
         return axum::http::StatusCode::UNAUTHORIZED;
     }
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let Some(stream) = queue.lock().expect("queue").stream.clone() else {
-        return axum::http::StatusCode::NOT_FOUND;
+    let (stream, drop) = {
+        let mut queue = queue.lock().expect("queue");
+        let Some(stream) = queue.stream.clone() else {
+            return axum::http::StatusCode::NOT_FOUND;
+        };
+        if request["stream_id"] != stream["stream_id"] {
+            return axum::http::StatusCode::NOT_FOUND;
+        }
+        if queue.rate_limit_verifications {
+            return axum::http::StatusCode::TOO_MANY_REQUESTS;
+        }
+        queue
+            .verifications
+            .push(request["state"].as_str().unwrap_or_default().to_owned());
+        (stream, queue.drop_verifications)
     };
+    if drop {
+        return axum::http::StatusCode::NO_CONTENT;
+    }
+    let jti = tokens::unique_jti();
     let claims = json!({
-        "iss": issuer, "aud": stream["aud"], "iat": tokens::now(), "jti": tokens::unique_jti(),
+        "iss": issuer, "aud": stream["aud"], "iat": tokens::now(), "jti": jti,
         "sub_id": {"format": "opaque", "id": stream["stream_id"]},
         "events": {"https://schemas.openid.net/secevent/ssf/event-type/verification":
             {"state": request["state"]}},
@@ -356,6 +506,11 @@ async fn verify(
     header.kid = Some(kid.to_owned());
     header.typ = Some("secevent+jwt".to_owned());
     let set = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+    if stream["delivery"]["method"] == "urn:ietf:rfc:8936" {
+        queue.lock().expect("queue").pending.insert(jti, set);
+        wake.notify_waiters();
+        return axum::http::StatusCode::NO_CONTENT;
+    }
     let url = stream["delivery"]["endpoint_url"]
         .as_str()
         .unwrap_or_default()
