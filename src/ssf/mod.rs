@@ -8,6 +8,7 @@
 //! - [`verify`]: a stream's transmitter keys, issuer and audience.
 //! - [`receiver`]: the pipeline: verify, de-duplicate, map, revoke durably, record status.
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
+//! - `jws`: reading a compact JWS and checking its signature (SETs, caller JWTs).
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
 //! - [`management`]: creating or updating the stream at the transmitter, verification.
@@ -18,6 +19,7 @@
 pub mod credentials;
 pub mod error;
 pub mod gtr;
+pub(crate) mod jws;
 pub mod management;
 pub mod mapping;
 pub mod metrics;
