@@ -163,6 +163,19 @@ fn forged_claim_headers_cannot_bypass_the_check() {
             .count(),
         0
     );
+
+    // The `_` spellings are removed too: an upstream may read `x_jwt_sub` as `x-jwt-sub`.
+    let nina = tokens::valid("nina");
+    envoy.wait_for_status(&nina, 200);
+    let forged = [("x_jwt_sub", "admin"), ("x_jwt_client_id", "admin-app")];
+    assert_eq!(envoy.get(&nina, &forged).status, 200);
+    let seen = upstream
+        .last_request()
+        .expect("the upstream got the request");
+    assert_eq!(seen.header("x-jwt-sub"), Some("nina"));
+    for (name, _) in forged {
+        assert_eq!(seen.header(name), None, "{name} reached the upstream");
+    }
 }
 
 #[test]
