@@ -246,3 +246,6 @@ impl GlobalRevocation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
