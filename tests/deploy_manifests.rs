@@ -1,6 +1,7 @@
 //! The deployment artefacts are checked offline: every Kubernetes manifest under `deploy/`
 //! and `kind-cluster.yaml` against the Kubernetes schemas (`kubernetes-validate`) and the
-//! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`), and together
+//! Istio/kind schemas in `deploy/schemas/` (`tests/validate_manifests.py`; the EnvoyFilter's
+//! Envoy config is checked by the real Envoy in `tests/istio_module.rs`), and together
 //! against the deployment rules (Redis password from a Secret, persistent and behind a
 //! NetworkPolicy; the admin port closed to other namespaces; readiness on `/readyz`),
 //! which refuse a weakened copy; the Sentinel variant (`deploy/redis-sentinel.yaml`): its
@@ -119,6 +120,8 @@ fn every_manifest_validates_against_its_schema() {
         "NetworkPolicy/jwt-revoker",
         "AuthorizationPolicy/httpbin-jwt-revoker",
         "IstioOperator/jwt-revoker-demo",
+        "EnvoyFilter/jwt-revoker-module",
+        "Deployment/istio-ingressgateway",
         "ConfigMap/istio",
         "Cluster/jwt-revoker",
     ] {
@@ -151,6 +154,17 @@ fn the_validator_refuses_broken_manifests() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n\
              data:\n  mesh: |\n    extensionProviders:\n    - name: p\n      envoyExtAuthzGrpc: \
              {service: s, port: 9191, failOpen: \"no\"}\n",
+        ),
+        (
+            "envoy-filter.yaml",
+            "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: x}\n\
+             spec: {configPatches: [{applyTo: HTTP_FILTER, patch: {operation: INSERT_BEFOR, value: {}}}]}\n",
+        ),
+        (
+            "envoy-filter-field.yaml",
+            "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: x}\n\
+             spec: {configPatches: [{applyTo: HTTP_FILTER, match: {context: GATEWAY, listener: \
+             {filterChain: {filter: {name: h, subfilter: {name: r}}}}}}]}\n",
         ),
         (
             "unknown.yaml",

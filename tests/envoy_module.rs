@@ -179,6 +179,20 @@ fn a_forged_payload_header_cannot_bypass_the_check() {
             .count(),
         0
     );
+
+    // The `_` spelling is removed too: an upstream may read `x_jwt_payload` as
+    // `x-jwt-payload`.
+    let nina = tokens::valid("nina");
+    envoy.wait_for_status(&nina, 200);
+    assert_eq!(
+        envoy.get(&nina, &[("x_jwt_payload", &innocent)]).status,
+        200
+    );
+    let seen = upstream
+        .last_request()
+        .expect("the upstream got the request");
+    assert!(seen.header("x-jwt-payload").is_some());
+    assert_eq!(seen.header("x_jwt_payload"), None, "x_jwt_payload reached the upstream");
 }
 
 #[test]

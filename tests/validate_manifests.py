@@ -7,8 +7,9 @@ Usage: validate_manifests.py [--hardening] FILE...
 Every YAML document in every FILE must validate, or the script exits 1:
   - Kubernetes kinds against the Kubernetes OpenAPI schemas shipped by the
     kubernetes-validate package, strictly (unknown fields fail);
-  - security.istio.io/v1 AuthorizationPolicy, install.istio.io/v1alpha1 IstioOperator
-    and kind.x-k8s.io/v1alpha4 Cluster against the JSON schemas in deploy/schemas/;
+  - security.istio.io/v1 AuthorizationPolicy, install.istio.io/v1alpha1 IstioOperator,
+    networking.istio.io/v1alpha3 EnvoyFilter and kind.x-k8s.io/v1alpha4 Cluster against
+    the JSON schemas in deploy/schemas/;
   - Istio mesh config (IstioOperator spec.meshConfig, and the `mesh` key of the `istio`
     ConfigMap in istio-system) against deploy/schemas/meshconfig.istio.io-v1alpha1.json.
 A document of any other kind, one without a schema, fails.
@@ -49,6 +50,7 @@ REPO_SCHEMAS = {
     ("security.istio.io/v1", "AuthorizationPolicy"): "authorizationpolicy.security.istio.io-v1.json",
     ("install.istio.io/v1alpha1", "IstioOperator"): "istiooperator.install.istio.io-v1alpha1.json",
     ("kind.x-k8s.io/v1alpha4", "Cluster"): "cluster.kind.x-k8s.io-v1alpha4.json",
+    ("networking.istio.io/v1alpha3", "EnvoyFilter"): "envoyfilter.networking.istio.io-v1alpha3.json",
 }
 MESH_CONFIG = "meshconfig.istio.io-v1alpha1.json"
 

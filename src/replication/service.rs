@@ -255,3 +255,6 @@ impl FeedService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

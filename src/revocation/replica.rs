@@ -201,6 +201,13 @@ impl Replica {
         self.followed.subscribe()
     }
 
+    /// Sends `followed` to the subscribers as the follower does, so that a test can hand a
+    /// feed watcher batches in an order of its choosing.
+    #[cfg(test)]
+    pub(crate) fn publish_followed(&self, followed: Followed) {
+        let _ = self.followed.send(followed);
+    }
+
     /// The current health.
     pub fn health(&self) -> ReplicaHealth {
         match self.staleness() {

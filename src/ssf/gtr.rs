@@ -5,6 +5,7 @@
 //! audience, `exp` required and near, its `jti` used once).
 
 use super::error::SetError;
+use super::jws::{CompactJws, PartError};
 use super::mapping::{self, Policy};
 use super::subject;
 use crate::admin::auth::bearer_matches;
@@ -13,8 +14,6 @@ use crate::config::{AdminAuth, IssuerConfig};
 use crate::revocation::{RevocationKey, StoreError};
 use crate::token::KeyError;
 use crate::token::keys::IssuerKeys;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::str::FromStr;
@@ -83,20 +82,15 @@ impl CallerVerifier {
         now: u64,
         leeway: u64,
     ) -> Result<(Option<String>, u64), &'static str> {
-        let mut parts = jwt.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("not a compact JWS");
-        };
-        let object = |part: &str| -> Result<Map<String, Value>, &'static str> {
-            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| "not base64url")?;
-            crate::token::json::parse_object(&bytes).map_err(|error| match error {
-                crate::token::json::JsonError::DuplicateMember => "a member name appears twice",
-                crate::token::json::JsonError::Invalid => "not a JSON object",
+        let jws = CompactJws::split(jwt).map_err(|_| "not a compact JWS")?;
+        let object = |part: Result<Map<String, Value>, PartError>| {
+            part.map_err(|error| match error {
+                PartError::NotBase64 => "not base64url",
+                PartError::DuplicateMember => "a member name appears twice",
+                PartError::NotObject => "not a JSON object",
             })
         };
-        let header = object(header_b64)?;
+        let header = object(jws.header())?;
         if header.contains_key("crit") || header.contains_key("enc") {
             return Err("crit and enc are not supported");
         }
@@ -114,14 +108,10 @@ impl CallerVerifier {
             .filter(|alg| self.algorithms.contains(alg))
             .ok_or("alg not accepted")?;
         let kid = header.get("kid").and_then(Value::as_str);
-        let input = &jwt[..header_b64.len() + 1 + payload_b64.len()];
-        self.keys
-            .verify(kid, alg, |key| {
-                jsonwebtoken::crypto::verify(signature, input.as_bytes(), key, alg).unwrap_or(false)
-            })
+        jws.verify_signature(&self.keys, kid, alg)
             .await
             .map_err(|_| "bad signature or unknown key")?;
-        let claims = object(payload_b64)?;
+        let claims = object(jws.payload())?;
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err("wrong issuer");
         }
@@ -256,3 +246,6 @@ impl GlobalRevocation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@
 //! - [`verification`]: periodic verification and the transmitter's status endpoint.
 //! - [`health`]: a gRPC health service per stream, `jwtrevoker.ssf.<stream>`.
 //! - [`setup`]: the receiver built from `[[ssf.streams]]`, transmitter keys discovered.
+//! - `jws`: reading a compact JWS and checking its signature (SETs, caller JWTs).
 //! - [`gtr`]: Global Token Revocation: a user named by `sub_id` revoked as of now.
 //! - [`poll`]: RFC 8936 poll delivery, a long-polling loop per stream.
 //! - [`management`]: creating or updating the stream at the transmitter, verification.
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod error;
 pub mod gtr;
 pub mod health;
+pub(crate) mod jws;
 pub mod management;
 pub mod mapping;
 pub mod metrics;

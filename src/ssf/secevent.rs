@@ -6,6 +6,7 @@
 //! bounded in work and memory, so that it can be fuzzed.
 
 use super::error::SetError;
+use super::jws::{CompactJws, JwsError, PartError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
@@ -64,50 +65,42 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedSet, SetError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| SetError::Malformed("not UTF-8"))?
         .trim();
-    let parts: Vec<&str> = text.splitn(6, '.').collect();
-    let [header_b64, payload_b64, signature_b64] = parts[..] else {
-        return Err(if parts.len() == 5 {
-            SetError::Malformed("an encrypted (JWE) SET is not supported")
-        } else {
-            SetError::Malformed("not a compact JWS")
-        });
-    };
-    if signature_b64.is_empty() || URL_SAFE_NO_PAD.decode(signature_b64).is_err() {
+    let jws = CompactJws::split(text).map_err(|error| {
+        SetError::Malformed(match error {
+            JwsError::Encrypted => "an encrypted (JWE) SET is not supported",
+            JwsError::NotCompact => "not a compact JWS",
+        })
+    })?;
+    if jws.signature().is_empty() || URL_SAFE_NO_PAD.decode(jws.signature()).is_err() {
         return Err(SetError::Key("no valid signature"));
     }
-    let header = object(header_b64, "header")?;
+    let header = object(jws.header(), "header")?;
     let (alg, kid) = check_header(&header)?;
-    let claims = object(payload_b64, "payload")?;
+    let claims = object(jws.payload(), "payload")?;
     let claims = check_claims(claims)?;
     Ok(ParsedSet {
         alg,
         kid,
-        signing_input: format!("{header_b64}.{payload_b64}"),
-        signature: signature_b64.to_owned(),
+        signing_input: jws.signing_input().to_owned(),
+        signature: jws.signature().to_owned(),
         claims,
     })
 }
 
-/// A base64url-encoded JSON object.
-fn object(part: &str, what: &'static str) -> Result<Map<String, Value>, SetError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| {
-        SetError::Malformed(if what == "header" {
-            "the header is not base64url"
-        } else {
-            "the payload is not base64url"
-        })
-    })?;
-    // One reading only: a member named twice is refused, as in access tokens.
-    crate::token::json::parse_object(&bytes).map_err(|error| {
-        SetError::Malformed(match (error, what == "header") {
-            (crate::token::json::JsonError::DuplicateMember, true) => {
-                "the header names a member twice"
-            }
-            (crate::token::json::JsonError::DuplicateMember, false) => {
-                "the payload names a member twice"
-            }
-            (crate::token::json::JsonError::Invalid, true) => "the header is not a JSON object",
-            (crate::token::json::JsonError::Invalid, false) => "the payload is not a JSON object",
+/// The header or the payload, with this parser's error for each way it can be wrong.
+fn object(
+    part: Result<Map<String, Value>, PartError>,
+    what: &'static str,
+) -> Result<Map<String, Value>, SetError> {
+    let header = what == "header";
+    part.map_err(|error| {
+        SetError::Malformed(match (error, header) {
+            (PartError::NotBase64, true) => "the header is not base64url",
+            (PartError::NotBase64, false) => "the payload is not base64url",
+            (PartError::DuplicateMember, true) => "the header names a member twice",
+            (PartError::DuplicateMember, false) => "the payload names a member twice",
+            (PartError::NotObject, true) => "the header is not a JSON object",
+            (PartError::NotObject, false) => "the payload is not a JSON object",
         })
     })
 }

@@ -5,6 +5,7 @@
 //! audience. The transmitter's keys are kept apart from access-token issuers' keys.
 
 use super::error::SetError;
+use super::jws;
 use super::secevent::{self, SetClaims};
 use crate::config::IssuerConfig;
 use crate::token::keys::IssuerKeys;
@@ -63,18 +64,20 @@ impl StreamVerifier {
         if !self.algorithms.contains(&parsed.alg) {
             return Err(SetError::Key("alg is not one configured for this stream"));
         }
-        let (input, signature, alg) = (&parsed.signing_input, &parsed.signature, parsed.alg);
-        self.keys
-            .verify(parsed.kid.as_deref(), alg, |key| {
-                jsonwebtoken::crypto::verify(signature, input.as_bytes(), key, alg).unwrap_or(false)
-            })
-            .await
-            .map_err(|error| match error {
-                TokenError::KeysUnavailable => SetError::KeysUnavailable,
-                TokenError::UnknownKey => SetError::Key("unknown kid"),
-                TokenError::KeyTypeMismatch => SetError::Key("the key does not fit alg"),
-                _ => SetError::Key("bad signature"),
-            })?;
+        jws::verify_signature(
+            &self.keys,
+            parsed.kid.as_deref(),
+            parsed.alg,
+            &parsed.signing_input,
+            &parsed.signature,
+        )
+        .await
+        .map_err(|error| match error {
+            TokenError::KeysUnavailable => SetError::KeysUnavailable,
+            TokenError::UnknownKey => SetError::Key("unknown kid"),
+            TokenError::KeyTypeMismatch => SetError::Key("the key does not fit alg"),
+            _ => SetError::Key("bad signature"),
+        })?;
         if !parsed.claims.aud.contains(&self.audience) {
             return Err(SetError::WrongAudience);
         }

@@ -7,7 +7,7 @@
 use super::{http, ports::free_port, repo_root, wait_until};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 /// How long Envoy may take to become ready.
@@ -103,59 +103,26 @@ pub fn validate(config: &Path) -> Output {
         .expect("run envoy --mode validate")
 }
 
-/// A running Envoy, killed and reaped on drop.
-pub struct EnvoyProcess {
-    child: Child,
-    ports: EnvoyPorts,
+/// An Envoy process started from a config text, ready (its admin `/ready` answered 200),
+/// killed and reaped on drop; the process handling shared by [`EnvoyProcess`] and the
+/// module's Envoy (`support::module`).
+pub struct RunningEnvoy {
+    child: Option<Child>,
     log_path: PathBuf,
-    // Kept for the life of the process: holds the rendered config and the log.
+    // Kept for the life of the process: holds the config and the log.
     _dir: tempfile::TempDir,
 }
 
-impl EnvoyProcess {
-    /// Starts Envoy in front of jwt-revoker's authorization port `authz_port` and the
-    /// upstream on `upstream_port` (both on 127.0.0.1), and waits until it is ready.
-    ///
-    /// Blocks; from an async test on a current-thread runtime, make sure nothing Envoy
-    /// needs in order to become ready runs on that runtime (it needs neither port).
-    pub fn start(authz_port: u16, upstream_port: u16) -> Self {
-        // A freshly picked free port can be taken by someone else before Envoy binds
-        // it; then try again with new ports.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Self::try_start(EnvoyPorts::new(authz_port, upstream_port)) {
-                Ok(envoy) => return envoy,
-                Err(log) if attempt < 3 && log.contains("ddress already in use") => continue,
-                Err(log) => panic!("envoy failed to start; its log:\n{log}"),
-            }
-        }
-    }
-
-    /// Starts Envoy with `edit` applied to the rendered `envoy/envoy.yaml` (e.g. more
-    /// endpoints or health checks for a cluster), and waits until it is ready.
-    pub fn start_edited(
-        authz_port: u16,
-        upstream_port: u16,
-        edit: impl Fn(String) -> String,
-    ) -> Self {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let ports = EnvoyPorts::new(authz_port, upstream_port);
-            match Self::try_start_with(ports, edit(render_config(&ports))) {
-                Ok(envoy) => return envoy,
-                Err(log) if attempt < 3 && log.contains("ddress already in use") => continue,
-                Err(log) => panic!("envoy failed to start; its log:\n{log}"),
-            }
-        }
-    }
-
-    fn try_start(ports: EnvoyPorts) -> Result<Self, String> {
-        Self::try_start_with(ports, render_config(&ports))
-    }
-
-    fn try_start_with(ports: EnvoyPorts, config: String) -> Result<Self, String> {
+impl RunningEnvoy {
+    /// Runs Envoy on `config` (YAML) with `--concurrency concurrency` and the environment
+    /// `env`, and waits until its admin interface on `admin_port` says it is ready; the log
+    /// (with the exit status) when it exits first.
+    pub fn spawn(
+        config: &str,
+        admin_port: u16,
+        concurrency: u32,
+        env: &[(&str, &Path)],
+    ) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("envoy-test-")
             .tempdir()
@@ -164,29 +131,34 @@ impl EnvoyProcess {
         std::fs::write(&config_path, config).expect("write envoy.yaml");
         let log_path = dir.path().join("envoy.log");
         let log = File::create(&log_path).expect("create envoy.log");
-        let child = Command::new(envoy_bin())
+        let mut command = Command::new(envoy_bin());
+        command
             .arg("-c")
             .arg(&config_path)
-            .args(["--disable-hot-restart", "--concurrency", "1"])
+            .arg("--disable-hot-restart")
+            .args(["--concurrency", &concurrency.to_string()])
             .args(["--log-level", "info"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
+            .stderr(log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_bin().display()));
         let mut envoy = Self {
-            child,
-            ports,
+            child: Some(child),
             log_path,
             _dir: dir,
         };
         let mut died = None;
         wait_until("envoy /ready", READY_TIMEOUT, |last_error| {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
+            if let Some(Ok(Some(status))) = envoy.child.as_mut().map(Child::try_wait) {
                 died = Some(status);
                 return Some(());
             }
-            match http::Request::get("/ready").try_send(envoy.ports.admin) {
+            match http::Request::get("/ready").try_send(admin_port) {
                 Ok(response) if response.status == 200 => Some(()),
                 Ok(response) => {
                     *last_error = format!("/ready answered {}", response.status);
@@ -202,6 +174,70 @@ impl EnvoyProcess {
             Some(status) => Err(format!("(exited with {status})\n{}", envoy.log())),
             None => Ok(envoy),
         }
+    }
+
+    /// Calls `start` until it succeeds, again (at most three times in all) while Envoy
+    /// failed because a freshly picked free port was taken meanwhile; panics with the log of
+    /// any other failure, naming `what`.
+    pub fn start_retrying<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match start() {
+                Ok(started) => return started,
+                Err(log) if attempt < 3 && log.contains("ddress already in use") => continue,
+                Err(log) => panic!("{what} failed to start; its log:\n{log}"),
+            }
+        }
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for Envoy to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("envoy is running");
+        super::send_signal(&child, "-TERM");
+        child.wait().expect("wait for envoy")
+    }
+}
+
+impl Drop for RunningEnvoy {
+    fn drop(&mut self) {
+        super::kill_and_reap(&mut self.child);
+    }
+}
+
+/// A running Envoy (`envoy/envoy.yaml`), killed and reaped on drop.
+pub struct EnvoyProcess {
+    envoy: RunningEnvoy,
+    ports: EnvoyPorts,
+}
+
+impl EnvoyProcess {
+    /// Starts Envoy in front of jwt-revoker's authorization port `authz_port` and the
+    /// upstream on `upstream_port` (both on 127.0.0.1), and waits until it is ready.
+    ///
+    /// Blocks; from an async test on a current-thread runtime, make sure nothing Envoy
+    /// needs in order to become ready runs on that runtime (it needs neither port).
+    pub fn start(authz_port: u16, upstream_port: u16) -> Self {
+        Self::start_edited(authz_port, upstream_port, |config| config)
+    }
+
+    /// Starts Envoy with `edit` applied to the rendered `envoy/envoy.yaml` (e.g. more
+    /// endpoints or health checks for a cluster), and waits until it is ready.
+    pub fn start_edited(
+        authz_port: u16,
+        upstream_port: u16,
+        edit: impl Fn(String) -> String,
+    ) -> Self {
+        RunningEnvoy::start_retrying("envoy", || {
+            let ports = EnvoyPorts::new(authz_port, upstream_port);
+            let envoy = RunningEnvoy::spawn(&edit(render_config(&ports)), ports.admin, 1, &[])?;
+            Ok(Self { envoy, ports })
+        })
     }
 
     /// The port of the HTTP listener on 127.0.0.1.
@@ -221,7 +257,7 @@ impl EnvoyProcess {
 
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.envoy.log()
     }
 
     /// One counter or gauge from the admin `/stats` (e.g.
@@ -232,12 +268,5 @@ impl EnvoyProcess {
             .filter_map(|line| line.split_once(": "))
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.trim().parse().ok())
-    }
-}
-
-impl Drop for EnvoyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -3,15 +3,11 @@
 //! `cargo build -p jwt-revoker-envoy`; `scripts/test.sh` builds it first) through
 //! `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, and is killed on drop.
 
-use super::envoy::envoy_bin;
+use super::envoy::RunningEnvoy;
 use super::{fixture, http, ports::free_port, repo_root, tokens, wait_until};
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
-
-/// How long Envoy may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The directory holding `libjwt_revoker_envoy.so`: `$JWT_REVOKER_ENVOY_MODULE_DIR`, else
 /// the workspace's `target/debug`. Panics, saying how to build it, when it is not there.
@@ -31,87 +27,30 @@ pub fn module_dir() -> PathBuf {
 
 /// A running Envoy with the module, killed and reaped on drop.
 pub struct ModuleEnvoy {
-    child: Option<Child>,
+    envoy: RunningEnvoy,
     listen: u16,
-    admin: u16,
-    log_path: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl ModuleEnvoy {
     /// Starts Envoy in front of `upstream_port` with the module configured by `config`
     /// (the JSON `filter_config`), and waits until it is ready.
     pub fn start(upstream_port: u16, config: &serde_json::Value) -> Self {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Self::try_start(upstream_port, config) {
-                Ok(envoy) => return envoy,
-                Err(log) if attempt < 3 && log.contains("ddress already in use") => continue,
-                Err(log) => panic!("envoy with the module failed to start; its log:\n{log}"),
-            }
-        }
-    }
-
-    fn try_start(upstream_port: u16, config: &serde_json::Value) -> Result<Self, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("envoy-module-test-")
-            .tempdir()
-            .expect("create a temp dir for envoy");
-        let (listen, admin) = (free_port(), free_port());
         let template = std::fs::read_to_string(repo_root().join("envoy/module.yaml"))
             .expect("read envoy/module.yaml");
-        let rendered = template
-            .replace("{{listen_port}}", &listen.to_string())
-            .replace("{{admin_port}}", &admin.to_string())
-            .replace("{{upstream_port}}", &upstream_port.to_string())
-            .replace("{{issuer}}", tokens::ISSUER)
-            .replace("{{jwks_path}}", &fixture("jwks.json").display().to_string())
-            .replace("{{filter_config}}", &config.to_string());
-        let config_path = dir.path().join("envoy.yaml");
-        std::fs::write(&config_path, rendered).expect("write envoy.yaml");
-        let log_path = dir.path().join("envoy.log");
-        let log = File::create(&log_path).expect("create envoy.log");
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config_path)
-            .args(["--disable-hot-restart", "--concurrency", "2"])
-            .args(["--log-level", "info"])
-            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_bin().display()));
-        let mut envoy = Self {
-            child: Some(child),
-            listen,
-            admin,
-            log_path,
-            _dir: dir,
-        };
-        let mut died = None;
-        wait_until("envoy /ready", READY_TIMEOUT, |last_error| {
-            if let Some(Ok(Some(status))) = envoy.child.as_mut().map(Child::try_wait) {
-                died = Some(status);
-                return Some(());
-            }
-            match http::Request::get("/ready").try_send(envoy.admin) {
-                Ok(response) if response.status == 200 => Some(()),
-                Ok(response) => {
-                    *last_error = format!("/ready answered {}", response.status);
-                    None
-                }
-                Err(e) => {
-                    *last_error = e;
-                    None
-                }
-            }
-        });
-        match died {
-            Some(status) => Err(format!("(exited with {status})\n{}", envoy.log())),
-            None => Ok(envoy),
-        }
+        RunningEnvoy::start_retrying("envoy with the module", || {
+            let (listen, admin) = (free_port(), free_port());
+            let rendered = template
+                .replace("{{listen_port}}", &listen.to_string())
+                .replace("{{admin_port}}", &admin.to_string())
+                .replace("{{upstream_port}}", &upstream_port.to_string())
+                .replace("{{issuer}}", tokens::ISSUER)
+                .replace("{{jwks_path}}", &fixture("jwks.json").display().to_string())
+                .replace("{{filter_config}}", &config.to_string());
+            let module_dir = module_dir();
+            let env = [("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir.as_path())];
+            let envoy = RunningEnvoy::spawn(&rendered, admin, 2, &env)?;
+            Ok(Self { envoy, listen })
+        })
     }
 
     /// Sends `GET /` with `token` as bearer and the extra `headers`.
@@ -145,19 +84,11 @@ impl ModuleEnvoy {
 
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.envoy.log()
     }
 
     /// Sends SIGTERM and waits for Envoy to exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("envoy is running");
-        super::send_signal(&child, "-TERM");
-        child.wait().expect("wait for envoy")
-    }
-}
-
-impl Drop for ModuleEnvoy {
-    fn drop(&mut self) {
-        super::kill_and_reap(&mut self.child);
+        self.envoy.terminate()
     }
 }
