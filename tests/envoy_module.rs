@@ -192,7 +192,11 @@ fn a_forged_payload_header_cannot_bypass_the_check() {
         .last_request()
         .expect("the upstream got the request");
     assert!(seen.header("x-jwt-payload").is_some());
-    assert_eq!(seen.header("x_jwt_payload"), None, "x_jwt_payload reached the upstream");
+    assert_eq!(
+        seen.header("x_jwt_payload"),
+        None,
+        "x_jwt_payload reached the upstream"
+    );
 }
 
 #[test]
