@@ -15,6 +15,7 @@ use jwt_revoker::token::claims::{Claims, token_id};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// One request header as Envoy holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +57,12 @@ pub enum LifetimeError {
     TooLong,
 }
 
-/// The revocation-relevant claims of one token payload.
-#[derive(Debug, PartialEq, Eq)]
+/// The revocation-relevant claims of one token payload, and the replica generation at which
+/// no revocation covered them (see [`Replica::lookup_remembered`]: while the set is
+/// unchanged, a cached token skips the lookups, as in the server's Check).
+///
+/// [`Replica::lookup_remembered`]: jwt_revoker::revocation::Replica::lookup_remembered
+#[derive(Debug)]
 pub struct TokenClaims {
     issuer: String,
     token_id: String,
@@ -66,6 +71,7 @@ pub struct TokenClaims {
     client: Option<String>,
     issued_at: Option<u64>,
     expires_at: u64,
+    clear_at: AtomicU64,
 }
 
 /// Bytes a cached entry holds besides its strings (key box, `Arc`, the struct, the cache's
@@ -93,6 +99,7 @@ impl TokenClaims {
             client: claims.client_id,
             issued_at: claims.iat,
             expires_at: claims.exp,
+            clear_at: AtomicU64::new(0),
         })
     }
 
@@ -128,6 +135,14 @@ impl TokenClaims {
     /// The token's `iss`.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Where [`Replica::lookup_remembered`] remembers the generation at which the token was
+    /// clear.
+    ///
+    /// [`Replica::lookup_remembered`]: jwt_revoker::revocation::Replica::lookup_remembered
+    pub fn clear_at(&self) -> &AtomicU64 {
+        &self.clear_at
     }
 
     /// The identity the revocation set looks up.
@@ -410,7 +425,7 @@ pub(crate) mod tests {
         let two = uncached
             .read(&headers, DEFAULT_PAYLOAD_HEADER)
             .expect("claims");
-        assert_eq!(one, two);
+        assert_eq!(one.identity().token_id, two.identity().token_id);
         assert!(!Arc::ptr_eq(&one, &two));
         assert!(uncached.is_empty());
     }

@@ -160,7 +160,7 @@ impl Decider {
             };
             return invalid_token(realm, description, details);
         }
-        match replica.lookup(&claims.identity(), now) {
+        match replica.lookup_remembered(&claims.identity(), now, claims.clear_at()) {
             Lookup::Clear => Verdict::Continue,
             Lookup::Revoked(kind) => {
                 invalid_token(realm, challenge::REVOKED, revoked_details(kind))
