@@ -1,12 +1,16 @@
 //! Reading the verified claims that `jwt_authn` put into request headers, into the
 //! [`TokenIdentity`] the revocation set looks up. Any doubt refuses: a claim header sent
-//! twice, a value that is not UTF-8, an `iat` that is not a number.
+//! twice, a value that is not UTF-8, an `iat` that is not a number, a revocable claim that is
+//! not a string in the token (read from the forwarded payload, since `claim_to_headers`
+//! writes numbers, booleans and base64 JSON for arrays alike) or that differs from its header.
 
 use crate::config::{ClaimHeaders, LifetimeRule};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_revoker::revocation::TokenIdentity;
+use jwt_revoker::revocation::model::claim_id;
 use jwt_revoker::token::claims::payload_id;
+use serde_json::{Map, Value};
 
 /// One request header as Envoy holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,9 @@ pub enum ClaimsError {
     Malformed,
     /// Neither `jti` nor the payload to derive the token id from.
     NoTokenId,
+    /// A revocable claim is not a string in the token, or its value could never be revoked
+    /// (control characters, too long): the token would escape revocations by that claim.
+    UnrevocableClaim,
 }
 
 /// Why a token's lifetime is refused (the server's rule: see [`LifetimeRule`]).
@@ -59,6 +66,8 @@ pub struct RequestClaims<'a> {
     client: Option<&'a str>,
     issued_at: Option<u64>,
     expires_at: Option<u64>,
+    /// The `NAME=VALUE` lookup ids of the revocable claims the token carries.
+    claims: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -84,11 +93,49 @@ fn number(value: Option<&str>) -> Result<Option<u64>, ClaimsError> {
         .transpose()
 }
 
+fn decode_payload(payload: &str) -> Result<Vec<u8>, ClaimsError> {
+    URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| ClaimsError::Malformed)
+}
+
+/// The lookup ids of the `revocable` claims (claim, header): each read from its header, and
+/// checked against the token's payload, which must hold the same string (or, with no header,
+/// not hold the claim).
+fn revocable_claims(
+    headers: &impl RequestHeaders,
+    revocable: &[(String, String)],
+    payload: Option<&str>,
+) -> Result<Vec<String>, ClaimsError> {
+    let mut ids = Vec::new();
+    if revocable.is_empty() {
+        return Ok(ids);
+    }
+    let payload = decode_payload(payload.ok_or(ClaimsError::Malformed)?)?;
+    let all: Map<String, Value> =
+        serde_json::from_slice(&payload).map_err(|_| ClaimsError::Malformed)?;
+    for (name, header) in revocable {
+        match (all.get(name), text(headers.get(header))?) {
+            (None, None) => {}
+            (Some(Value::String(value)), Some(written)) if value == written => {
+                if !value.is_empty() {
+                    ids.push(claim_id(name, value).map_err(|_| ClaimsError::UnrevocableClaim)?);
+                }
+            }
+            (Some(Value::String(_)) | None, _) => return Err(ClaimsError::Malformed),
+            (Some(_), _) => return Err(ClaimsError::UnrevocableClaim),
+        }
+    }
+    Ok(ids)
+}
+
 impl<'a> RequestClaims<'a> {
-    /// Reads the claims named by `names` from `headers`.
+    /// Reads the claims named by `names` from `headers`, and the `revocable` claims (claim,
+    /// header).
     pub fn read(
         headers: &'a impl RequestHeaders,
         names: &ClaimHeaders,
+        revocable: &[(String, String)],
     ) -> Result<Self, ClaimsError> {
         let issuer = text(headers.get(&names.issuer))?;
         let jti = text(headers.get(&names.token_id))?;
@@ -104,14 +151,10 @@ impl<'a> RequestClaims<'a> {
             .ok_or(ClaimsError::NoToken)?;
         let token_id = match (jti.filter(|j| !j.is_empty()), payload) {
             (Some(jti), _) => TokenId::Jti(jti),
-            (None, Some(payload)) => {
-                let decoded = URL_SAFE_NO_PAD
-                    .decode(payload.trim_end_matches('='))
-                    .map_err(|_| ClaimsError::Malformed)?;
-                TokenId::Digest(payload_id(&decoded))
-            }
+            (None, Some(payload)) => TokenId::Digest(payload_id(&decode_payload(payload)?)),
             (None, None) => return Err(ClaimsError::NoTokenId),
         };
+        let claims = revocable_claims(headers, revocable, payload)?;
         Ok(Self {
             issuer,
             token_id,
@@ -120,6 +163,7 @@ impl<'a> RequestClaims<'a> {
             client: client_id.or(azp),
             issued_at,
             expires_at,
+            claims,
         })
     }
 
@@ -157,6 +201,7 @@ impl<'a> RequestClaims<'a> {
             subject: self.subject,
             client: self.client,
             issued_at: self.issued_at,
+            claims: &self.claims,
         }
     }
 }
@@ -202,7 +247,7 @@ pub(crate) mod tests {
             ("x-jwt-azp", "other"),
             ("x-jwt-iat", "1700000000"),
         ]);
-        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        let claims = RequestClaims::read(&headers, &ClaimHeaders::default(), &[]).expect("claims");
         let id = claims.identity();
         assert_eq!(
             (
@@ -229,7 +274,7 @@ pub(crate) mod tests {
         let payload = br#"{"iss":"https://idp","sub":"a"}"#;
         let encoded = URL_SAFE_NO_PAD.encode(payload);
         let headers = Fixed::new(&[("x-jwt-iss", "https://idp"), ("x-jwt-payload", &encoded)]);
-        let claims = RequestClaims::read(&headers, &ClaimHeaders::default()).expect("claims");
+        let claims = RequestClaims::read(&headers, &ClaimHeaders::default(), &[]).expect("claims");
         assert_eq!(claims.identity().token_id, payload_id(payload));
         assert!(claims.identity().token_id.starts_with("sha256:"));
     }
@@ -245,7 +290,7 @@ pub(crate) mod tests {
             let mut all = vec![("x-jwt-iss", "https://idp"), ("x-jwt-jti", "j")];
             all.extend_from_slice(pairs);
             let headers = Fixed::new(&all);
-            RequestClaims::read(&headers, &names)
+            RequestClaims::read(&headers, &names, &[])
                 .expect("claims")
                 .check_lifetime(rule)
         };
@@ -269,7 +314,7 @@ pub(crate) mod tests {
         assert_eq!(check(&[iat, ("x-jwt-exp", "1")], rule), Ok(()));
         let headers = Fixed::new(&[("x-jwt-iss", "i"), ("x-jwt-jti", "j"), ("x-jwt-exp", "1.5")]);
         assert_eq!(
-            RequestClaims::read(&headers, &names).map(|_| ()),
+            RequestClaims::read(&headers, &names, &[]).map(|_| ()),
             Err(ClaimsError::Malformed)
         );
     }
@@ -277,8 +322,9 @@ pub(crate) mod tests {
     #[test]
     fn doubt_refuses() {
         let names = ClaimHeaders::default();
-        let read =
-            |pairs: &[(&str, &str)]| RequestClaims::read(&Fixed::new(pairs), &names).map(|_| ());
+        let read = |pairs: &[(&str, &str)]| {
+            RequestClaims::read(&Fixed::new(pairs), &names, &[]).map(|_| ())
+        };
         assert_eq!(read(&[("x-jwt-jti", "j")]), Err(ClaimsError::NoToken));
         assert_eq!(read(&[("x-jwt-iss", "i")]), Err(ClaimsError::NoTokenId));
         assert_eq!(
@@ -302,7 +348,76 @@ pub(crate) mod tests {
             ("x-jwt-jti".to_owned(), vec![vec![0xff, 0xfe]]),
         ]));
         assert_eq!(
-            RequestClaims::read(&not_utf8, &names).map(|_| ()),
+            RequestClaims::read(&not_utf8, &names, &[]).map(|_| ()),
+            Err(ClaimsError::Malformed)
+        );
+    }
+
+    #[test]
+    fn revocable_claims_are_read_from_their_headers_and_typed_by_the_payload() {
+        let names = ClaimHeaders::default();
+        let revocable = [("email".to_owned(), "x-jwt-email".to_owned())];
+        let read = |payload: serde_json::Value, email: &[&str]| {
+            let encoded = URL_SAFE_NO_PAD.encode(payload.to_string());
+            let mut pairs = vec![
+                ("x-jwt-iss", "https://idp"),
+                ("x-jwt-jti", "j"),
+                ("x-jwt-payload", encoded.as_str()),
+            ];
+            pairs.extend(email.iter().map(|value| ("x-jwt-email", *value)));
+            let headers = Fixed::new(&pairs);
+            RequestClaims::read(&headers, &names, &revocable)
+                .map(|claims| claims.identity().claims.to_vec())
+        };
+        assert_eq!(
+            read(
+                serde_json::json!({"email": "Alice@X.org"}),
+                &["Alice@X.org"]
+            ),
+            Ok(vec!["email=alice@x.org".to_owned()])
+        );
+        assert_eq!(read(serde_json::json!({}), &[]), Ok(Vec::new()));
+        // jwt_authn writes "5", "true" or base64 JSON for these: refused, not looked up.
+        for not_a_string in [
+            serde_json::json!({"email": 5}),
+            serde_json::json!({"email": true}),
+            serde_json::json!({"email": ["a@x.org"]}),
+            serde_json::json!({"email": {"a": 1}}),
+        ] {
+            assert_eq!(
+                read(not_a_string.clone(), &["whatever"]),
+                Err(ClaimsError::UnrevocableClaim),
+                "{not_a_string}"
+            );
+        }
+        // A header sent twice, one the payload does not back, or one missing.
+        assert_eq!(
+            read(
+                serde_json::json!({"email": "a@x.org"}),
+                &["a@x.org", "b@x.org"]
+            ),
+            Err(ClaimsError::Repeated)
+        );
+        assert_eq!(
+            read(serde_json::json!({}), &["a@x.org"]),
+            Err(ClaimsError::Malformed)
+        );
+        assert_eq!(
+            read(serde_json::json!({"email": "a@x.org"}), &[]),
+            Err(ClaimsError::Malformed)
+        );
+        assert_eq!(
+            read(serde_json::json!({"email": "a@x.org"}), &["b@x.org"]),
+            Err(ClaimsError::Malformed)
+        );
+        // Without the payload, nothing can vouch for the claim's type.
+        let headers = Fixed::new(&[
+            ("x-jwt-iss", "https://idp"),
+            ("x-jwt-jti", "j"),
+            ("x-jwt-email", "a@x.org"),
+        ]);
+        assert_eq!(
+            RequestClaims::read(&headers, &names, &revocable).map(|_| ()),
             Err(ClaimsError::Malformed)
         );
     }

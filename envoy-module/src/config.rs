@@ -110,6 +110,8 @@ struct RawConfig {
     max_token_lifetime: Option<Duration>,
     #[serde(default)]
     allow_missing_iat: bool,
+    #[serde(default)]
+    revocable_claims: std::collections::BTreeMap<String, String>,
 }
 
 /// The server's lifetime rule, so that a revocation by session, subject or client (which
@@ -139,6 +141,18 @@ pub struct FilterSettings {
     pub headers: ClaimHeaders,
     /// How long a token may live.
     pub lifetime: LifetimeRule,
+    /// The claims revocations of kind `claim` are looked up by, each with the header
+    /// `jwt_authn` writes it into (`claim_to_headers`): every claim in any issuer's
+    /// `revocable_claims` on the server. A claim revocation naming another claim cannot be
+    /// enforced here, and refuses every request (503) until it is gone.
+    pub revocable_claims: Vec<(String, String)>,
+}
+
+fn usable_header(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn read(key: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
@@ -238,16 +252,31 @@ impl FilterSettings {
             &headers.issued_at,
             &headers.expires_at,
         ] {
-            let usable = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !usable {
+            if !usable_header(name) {
                 return Err(invalid(
                     "headers",
                     format!("{name:?} is not a lowercase header name"),
                 ));
             }
+        }
+        let mut revocable_claims = Vec::with_capacity(raw.revocable_claims.len());
+        for (claim, header) in raw.revocable_claims {
+            if !jwt_revoker::revocation::model::valid_claim_name(&claim) {
+                return Err(invalid(
+                    "revocable_claims",
+                    format!(
+                        "{claim:?} is not a usable claim name (ASCII letters, digits, _ or -; \
+                         not iss, aud, exp, nbf, iat or jti)"
+                    ),
+                ));
+            }
+            if !usable_header(&header) {
+                return Err(invalid(
+                    "revocable_claims",
+                    format!("{header:?} (for claim {claim:?}) is not a lowercase header name"),
+                ));
+            }
+            revocable_claims.push((claim, header));
         }
         let max_token_lifetime = raw
             .max_token_lifetime
@@ -273,6 +302,7 @@ impl FilterSettings {
                 max_token_lifetime,
                 allow_missing_iat: raw.allow_missing_iat,
             },
+            revocable_claims,
         })
     }
 }
@@ -290,6 +320,15 @@ mod tests {
         assert_eq!(settings.replica.stale_policy, StalePolicy::Deny);
         assert_eq!(settings.headers, ClaimHeaders::default());
         assert_eq!(settings.realm, "jwt-revoker");
+        assert!(settings.revocable_claims.is_empty());
+        let with_claims = FilterSettings::parse(
+            br#"{"feed": "a:1", "feed_token": "t", "revocable_claims": {"email": "x-jwt-email"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            with_claims.revocable_claims,
+            [("email".to_owned(), "x-jwt-email".to_owned())]
+        );
         assert_eq!(
             settings.lifetime,
             LifetimeRule {
@@ -310,6 +349,10 @@ mod tests {
             r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "X Iss"}}"#,
             r#"{"feed": "a:1", "feed_token": "t", "feed_token_file": "/x"}"#,
             r#"{"feed": "a:1", "feed_token": "t", "max_token_lifetime": "0s"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": {"e=mail": "x-jwt-email"}}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": {"e.mail": "x-jwt-email"}}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": {"email": "X Email"}}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": ["email"]}"#,
             "not json",
         ] {
             assert!(FilterSettings::parse(bad.as_bytes()).is_err(), "{bad}");

@@ -6,6 +6,7 @@ use crate::config::{ConfigError, FilterSettings};
 use crate::feed::{Feed, FeedError};
 use jwt_revoker::authz::challenge;
 use jwt_revoker::revocation::{Lookup, Replica, RevocationKind};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why the filter could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -92,18 +93,24 @@ pub fn internal_error() -> Refusal {
 #[derive(Debug)]
 pub struct Decider {
     settings: FilterSettings,
+    /// Whether the unmapped claim revocation was logged (once per filter config).
+    warned_unknown_claim: AtomicBool,
 }
 
 impl Decider {
     /// A decider with `settings`.
     pub fn new(settings: FilterSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            warned_unknown_claim: AtomicBool::new(false),
+        }
     }
 
     /// The verdict on a request with `headers`, looked up in `replica` at `now`.
     pub fn decide(&self, headers: &impl RequestHeaders, replica: &Replica, now: u64) -> Verdict {
         let realm = &self.settings.realm;
-        let claims = match RequestClaims::read(headers, &self.settings.headers) {
+        let revocable = &self.settings.revocable_claims;
+        let claims = match RequestClaims::read(headers, &self.settings.headers, revocable) {
             Ok(claims) => claims,
             Err(ClaimsError::NoToken) => {
                 return refusal(
@@ -135,6 +142,13 @@ impl Decider {
                     "jwt_revoker_no_token_id",
                 );
             }
+            Err(ClaimsError::UnrevocableClaim) => {
+                return invalid_token(
+                    realm,
+                    "the token is invalid",
+                    "jwt_revoker_unrevocable_claim",
+                );
+            }
         };
         let issuers = &self.settings.issuers;
         if !issuers.is_empty() && !issuers.iter().any(|i| i == claims.issuer()) {
@@ -156,6 +170,25 @@ impl Decider {
                 ),
             };
             return invalid_token(realm, description, details);
+        }
+        // A claim revocation naming a claim this filter does not read would go unenforced:
+        // refuse everything until the configuration maps it (or the revocation is gone).
+        if let Some(claim) = replica.unknown_claim(|name| revocable.iter().any(|(c, _)| c == name))
+        {
+            if !self.warned_unknown_claim.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    claim,
+                    "a revocation names claim {claim:?}, which filter_config.revocable_claims \
+                     does not map to a header: refusing every request (503) until it does"
+                );
+            }
+            return refusal(
+                503,
+                None,
+                "temporarily_unavailable",
+                challenge::UNAVAILABLE,
+                "jwt_revoker_unenforced_claim",
+            );
         }
         match replica.lookup(&claims.identity(), now) {
             Lookup::Clear => Verdict::Continue,
@@ -179,6 +212,7 @@ fn revoked_details(kind: RevocationKind) -> &'static str {
         RevocationKind::Session => "jwt_revoker_revoked_session",
         RevocationKind::Subject => "jwt_revoker_revoked_subject",
         RevocationKind::Client => "jwt_revoker_revoked_client",
+        RevocationKind::Claim => "jwt_revoker_revoked_claim",
     }
 }
 
