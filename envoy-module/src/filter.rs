@@ -6,7 +6,7 @@ use crate::config::{ConfigError, FilterSettings};
 use crate::feed::{Feed, FeedError};
 use jwt_revoker::authz::challenge;
 use jwt_revoker::revocation::{Lookup, Replica, RevocationKind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Why the filter could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,9 @@ pub struct Decider {
     settings: FilterSettings,
     /// Whether the unmapped claim revocation was logged (once per filter config).
     warned_unknown_claim: AtomicBool,
+    /// The replica generation at which no claim revocation named an unmapped claim (0:
+    /// not checked yet).
+    claims_known_at: AtomicU64,
 }
 
 impl Decider {
@@ -103,6 +106,7 @@ impl Decider {
         Self {
             settings,
             warned_unknown_claim: AtomicBool::new(false),
+            claims_known_at: AtomicU64::new(0),
         }
     }
 
@@ -173,22 +177,31 @@ impl Decider {
         }
         // A claim revocation naming a claim this filter does not read would go unenforced:
         // refuse everything until the configuration maps it (or the revocation is gone).
-        if let Some(claim) = replica.unknown_claim(|name| revocable.iter().any(|(c, _)| c == name))
-        {
-            if !self.warned_unknown_claim.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    claim,
-                    "a revocation names claim {claim:?}, which filter_config.revocable_claims \
-                     does not map to a header: refusing every request (503) until it does"
-                );
+        // Checked once per generation of the set (read before the set, as in
+        // `Replica::lookup_remembered`), so a request costs an atomic load.
+        let generation = replica.generation();
+        if self.claims_known_at.load(Ordering::Relaxed) != generation {
+            let known = |name: &str| revocable.iter().any(|(c, _)| c == name);
+            match replica.unknown_claim(known) {
+                None => self.claims_known_at.store(generation, Ordering::Relaxed),
+                Some(claim) => {
+                    if !self.warned_unknown_claim.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            claim,
+                            "a revocation names claim {claim:?}, which \
+                             filter_config.revocable_claims does not map to a header: refusing \
+                             every request (503) until it does"
+                        );
+                    }
+                    return refusal(
+                        503,
+                        None,
+                        "temporarily_unavailable",
+                        challenge::UNAVAILABLE,
+                        "jwt_revoker_unenforced_claim",
+                    );
+                }
             }
-            return refusal(
-                503,
-                None,
-                "temporarily_unavailable",
-                challenge::UNAVAILABLE,
-                "jwt_revoker_unenforced_claim",
-            );
         }
         match replica.lookup(&claims.identity(), now) {
             Lookup::Clear => Verdict::Continue,

@@ -179,6 +179,12 @@ impl Replica {
         }
     }
 
+    /// The set's generation: it moves on before every change to the set, so an answer
+    /// derived from the set at one generation holds while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// A claim name that a live claim revocation names and `known` does not accept: a reader
     /// that only reads the known claims (the Envoy module) cannot enforce that revocation.
     pub fn unknown_claim(&self, known: impl Fn(&str) -> bool) -> Option<String> {
