@@ -9,9 +9,10 @@
 //! process: two fixed-size digests side by side, so no two distinct pairs share an encoding
 //! (`"ab"`, `"c"` and `"a"`, `"bc"` differ), and a token's issuer is hashed once for all its
 //! lookups: one per kind, plus one per revocable claim the token carries (none for an issuer
-//! without `revocable_claims`, and none at all while no claim is revoked). A revoked key always finds its own fingerprint. Two distinct keys with the same
-//! fingerprint would share a slot: a token that is not revoked could look revoked, or a
-//! change to one key could overwrite or remove the other's entry (until the next resync).
+//! without `revocable_claims`, and none at all while no claim is revoked). A revoked key
+//! always finds its own fingerprint. Two distinct keys with the same fingerprint would share
+//! a slot: a token that is not revoked could look revoked, or a change to one key could
+//! overwrite or remove the other's entry (until the next resync).
 //! With the seed secret and `n` revocations of a kind, the chance is about `n / 2^128`, some
 //! 3·10⁻³³ at a million.
 
