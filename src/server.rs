@@ -264,14 +264,22 @@ pub async fn run(
     crate::metrics::cache::CacheCollector::register(Arc::clone(&decider), &mut registry);
     let authz = AuthzService::new(decider, config.response.clone())
         .with_metrics(CheckMetrics::register(&mut registry));
-    let revoker = Arc::new(Revoker::new(
-        Arc::clone(&store),
-        Arc::clone(&replica),
-        verifier,
-        config.issuers.iter().map(|i| i.issuer.clone()),
-        config.max_token_lifetime,
-        config.leeway,
-    ));
+    let revoker = Arc::new(
+        Revoker::new(
+            Arc::clone(&store),
+            Arc::clone(&replica),
+            verifier,
+            config.issuers.iter().map(|i| i.issuer.clone()),
+            config.max_token_lifetime,
+            config.leeway,
+        )
+        .with_revocable_claims(
+            config
+                .issuers
+                .iter()
+                .map(|i| (i.issuer.clone(), i.revocable_claims.clone())),
+        ),
+    );
     let admin_mtls = config
         .tls
         .admin

@@ -337,6 +337,7 @@ store_suite!(
     insert_that_covers_more_extends_the_live_one,
     insert_over_an_expired_entry_records_the_new_one,
     remove_says_whether_there_was_one,
+    claim_revocations_are_stored_like_any_kind,
     list_pages_through_everything_in_key_order,
     list_ends_without_a_cursor_when_the_last_page_is_full,
     expired_entries_are_never_returned_and_purge_deletes_them,
@@ -479,6 +480,67 @@ async fn insert_over_an_expired_entry_records_the_new_one(backend: impl Backend)
     assert!(store.get(&old.key, NOW + 500).await.expect("get").is_some());
 }
 
+/// A claim revocation is stored, read, extended, listed, fed and removed like any other
+/// kind, its id normalised (`NAME=VALUE`, the value ASCII-lowercased) so that every spelling
+/// of the value names the one revocation.
+async fn claim_revocations_are_stored_like_any_kind(backend: impl Backend) {
+    let store = backend.store();
+    let position = snapshot(store, NOW).await.expect("snapshot").position;
+    let claim = revocation(
+        key(RevocationKind::Claim, "email=Alice=1@Example.COM"),
+        NOW + 3600,
+    );
+    assert_eq!(claim.key.id, "email=alice=1@example.com");
+    let subject = revocation(
+        key(RevocationKind::Subject, "email=alice=1@example.com"),
+        NOW + 3600,
+    );
+    assert_eq!(
+        store.insert(&claim, NOW).await.expect("insert"),
+        Inserted::New
+    );
+    assert_eq!(
+        store.insert(&subject, NOW).await.expect("insert"),
+        Inserted::New
+    );
+    let other_spelling = key(RevocationKind::Claim, "email=ALICE=1@example.com");
+    assert_eq!(
+        store.get(&other_spelling, NOW).await.expect("get"),
+        Some(claim.clone())
+    );
+    let mut again = claim.clone();
+    again.revoked_at = NOW + 60;
+    let Inserted::Extended(merged) = store.insert(&again, NOW + 60).await.expect("insert") else {
+        panic!("a later claim revocation extends the first, like a subject's");
+    };
+    assert_eq!(merged.revoked_at, NOW + 60);
+    let listed = store.list(None, 10, NOW + 60).await.expect("list");
+    assert!(listed.revocations.iter().any(|r| r.key == claim.key));
+    assert!(listed.revocations.iter().any(|r| r.key == subject.key));
+    let ChangeBatch::Changes(changes, _) = store
+        .changes(&position, Duration::from_secs(1))
+        .await
+        .expect("changes")
+    else {
+        panic!("unexpected gap");
+    };
+    assert_eq!(changes.first(), Some(&Change::Put(claim.clone())));
+    assert!(
+        store
+            .remove(&other_spelling, NOW + 60)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(store.get(&claim.key, NOW + 60).await.expect("get"), None);
+    assert!(
+        store
+            .get(&subject.key, NOW + 60)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
 async fn remove_says_whether_there_was_one(backend: impl Backend) {
     let store = backend.store();
     let rev = token("a");
@@ -504,6 +566,10 @@ async fn insert_many(store: &dyn Store, count: usize) -> Vec<Revocation> {
         let issuer = if n % 3 == 0 { ISSUER } else { "https://b.test" };
         // Scrambled ids, so insertion order is not key order.
         let id = format!("id-{:03}", (n * 37) % 101);
+        let id = match kind {
+            RevocationKind::Claim => format!("email={id}"),
+            _ => id,
+        };
         let key = RevocationKey::new(issuer, kind, id).expect("valid key");
         let rev = revocation(key, NOW + 3600 + n as u64);
         store.insert(&rev, NOW).await.expect("insert");

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_revoker::revocation::TokenIdentity;
 use jwt_revoker::token::TokenError;
-use jwt_revoker::token::claims::{Claims, token_id};
+use jwt_revoker::token::claims::{Claims, revocable_claim_ids, token_id};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ pub enum ClaimsError {
     Malformed,
     /// A claim the server requires (`iss`, `aud`, `exp`) is missing.
     Missing(&'static str),
+    /// A revocable claim is not a string in the token, or its value could never be revoked
+    /// (control characters, too long): the token would escape revocations by that claim.
+    UnrevocableClaim,
 }
 
 /// Why a token's lifetime is refused (the server's rule: see [`LifetimeRule`]).
@@ -71,6 +74,8 @@ pub struct TokenClaims {
     client: Option<String>,
     issued_at: Option<u64>,
     expires_at: u64,
+    /// The `NAME=VALUE` lookup ids of the revocable claims the token carries.
+    claims: Vec<String>,
     clear_at: AtomicU64,
 }
 
@@ -79,8 +84,10 @@ pub struct TokenClaims {
 const ENTRY_OVERHEAD: usize = 192;
 
 impl TokenClaims {
-    /// Reads the claims from the base64url `payload` as `jwt_authn` forwards it.
-    pub fn from_encoded(payload: &[u8]) -> Result<Self, ClaimsError> {
+    /// Reads the claims from the base64url `payload` as `jwt_authn` forwards it, with the
+    /// lookup ids of the `revocable` claims it carries (the server's rules: a present one
+    /// must be a string).
+    pub fn from_encoded(payload: &[u8], revocable: &[String]) -> Result<Self, ClaimsError> {
         if payload.len() > MAX_PAYLOAD_CHARS {
             return Err(ClaimsError::Malformed);
         }
@@ -91,6 +98,8 @@ impl TokenClaims {
             TokenError::MissingClaim(name) => ClaimsError::Missing(name),
             _ => ClaimsError::Malformed,
         })?;
+        let claim_ids = revocable_claim_ids(&claims.all, revocable)
+            .map_err(|_| ClaimsError::UnrevocableClaim)?;
         Ok(Self {
             token_id: token_id(&claims, &decoded),
             issuer: claims.iss,
@@ -99,6 +108,7 @@ impl TokenClaims {
             client: claims.client_id,
             issued_at: claims.iat,
             expires_at: claims.exp,
+            claims: claim_ids,
             clear_at: AtomicU64::new(0),
         })
     }
@@ -110,6 +120,7 @@ impl TokenClaims {
             .flatten()
             .map(String::len)
             .sum::<usize>()
+            + self.claims.iter().map(String::len).sum::<usize>()
             + self.issuer.len()
             + self.token_id.len();
         (key_len + strings + ENTRY_OVERHEAD) as u64
@@ -154,6 +165,7 @@ impl TokenClaims {
             subject: self.subject.as_deref(),
             client: self.client.as_deref(),
             issued_at: self.issued_at,
+            claims: &self.claims,
         }
     }
 }
@@ -170,6 +182,7 @@ impl Weighter<Box<[u8]>, Arc<TokenClaims>> for ByWeight {
 /// Parsed claims by payload, shared by every Envoy worker, bounded in bytes.
 pub struct ClaimsCache {
     cache: Option<Cache<Box<[u8]>, Arc<TokenClaims>, ByWeight>>,
+    revocable: Vec<String>,
 }
 
 impl std::fmt::Debug for ClaimsCache {
@@ -181,13 +194,14 @@ impl std::fmt::Debug for ClaimsCache {
 }
 
 impl ClaimsCache {
-    /// A cache holding at most `max_bytes` (0: none, every request parses its payload).
-    pub fn new(max_bytes: usize) -> Self {
+    /// A cache holding at most `max_bytes` (0: none, every request parses its payload) of
+    /// claims read with the `revocable` claim names.
+    pub fn new(max_bytes: usize, revocable: Vec<String>) -> Self {
         let cache = (max_bytes > 0).then(|| {
             let estimated = (max_bytes / 1024).max(16);
             Cache::with_weighter(estimated, max_bytes as u64, ByWeight)
         });
-        Self { cache }
+        Self { cache, revocable }
     }
 
     /// The claims of the request's payload header `name`.
@@ -203,12 +217,12 @@ impl ClaimsCache {
             Header::One(payload) => payload,
         };
         let Some(cache) = &self.cache else {
-            return TokenClaims::from_encoded(payload).map(Arc::new);
+            return TokenClaims::from_encoded(payload, &self.revocable).map(Arc::new);
         };
         if let Some(claims) = cache.get(payload) {
             return Ok(claims);
         }
-        let claims = Arc::new(TokenClaims::from_encoded(payload)?);
+        let claims = Arc::new(TokenClaims::from_encoded(payload, &self.revocable)?);
         cache.insert(payload.into(), Arc::clone(&claims));
         Ok(claims)
     }
@@ -278,7 +292,7 @@ pub(crate) mod tests {
     }
 
     fn read(headers: &Fixed) -> Result<Arc<TokenClaims>, ClaimsError> {
-        ClaimsCache::new(1 << 20).read(headers, DEFAULT_PAYLOAD_HEADER)
+        ClaimsCache::new(1 << 20, Vec::new()).read(headers, DEFAULT_PAYLOAD_HEADER)
     }
 
     #[test]
@@ -398,7 +412,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_cache_returns_the_same_claims_and_stays_within_its_bytes() {
-        let cache = ClaimsCache::new(64 * 1024);
+        let cache = ClaimsCache::new(64 * 1024, Vec::new());
         let headers = Fixed::payload(&claims(json!({"sub": "alice"})));
         let first = cache
             .read(&headers, DEFAULT_PAYLOAD_HEADER)
@@ -418,7 +432,7 @@ pub(crate) mod tests {
         }
         // Each entry weighs at least ENTRY_OVERHEAD bytes: 64 KiB holds far fewer than 2,000.
         assert!(cache.len() < 64 * 1024 / ENTRY_OVERHEAD, "{}", cache.len());
-        let uncached = ClaimsCache::new(0);
+        let uncached = ClaimsCache::new(0, Vec::new());
         let one = uncached
             .read(&headers, DEFAULT_PAYLOAD_HEADER)
             .expect("claims");
@@ -428,5 +442,39 @@ pub(crate) mod tests {
         assert_eq!(one.identity().token_id, two.identity().token_id);
         assert!(!Arc::ptr_eq(&one, &two));
         assert!(uncached.is_empty());
+    }
+
+    #[test]
+    fn revocable_claims_are_read_from_the_payload_and_must_be_strings() {
+        let cache = ClaimsCache::new(1 << 20, vec!["email".to_owned()]);
+        let read = |extra: Value| {
+            cache
+                .read(&Fixed::payload(&claims(extra)), DEFAULT_PAYLOAD_HEADER)
+                .map(|claims| claims.identity().claims.to_vec())
+        };
+        assert_eq!(
+            read(json!({"email": "Alice@X.org"})),
+            Ok(vec!["email=alice@x.org".to_owned()])
+        );
+        assert_eq!(read(json!({})), Ok(Vec::new()));
+        assert_eq!(read(json!({"email": ""})), Ok(Vec::new()));
+        // A token must not dodge the lookup with another type or an unrevocable value.
+        for not_a_string in [
+            json!({"email": 5}),
+            json!({"email": true}),
+            json!({"email": ["a@x.org"]}),
+            json!({"email": {"a": 1}}),
+            json!({"email": "a\u{0}@x.org"}),
+        ] {
+            assert_eq!(
+                read(not_a_string.clone()),
+                Err(ClaimsError::UnrevocableClaim),
+                "{not_a_string}"
+            );
+        }
+        // Claims not configured are not read.
+        let plain = ClaimsCache::new(1 << 20, Vec::new());
+        let headers = Fixed::payload(&claims(json!({"email": 5})));
+        assert!(plain.read(&headers, DEFAULT_PAYLOAD_HEADER).is_ok());
     }
 }

@@ -78,6 +78,8 @@ struct RawConfig {
     max_token_lifetime: Option<Duration>,
     #[serde(default)]
     allow_missing_iat: bool,
+    #[serde(default)]
+    revocable_claims: Vec<String>,
 }
 
 /// The server's lifetime rule, so that a revocation by session, subject or client (which
@@ -110,6 +112,11 @@ pub struct FilterSettings {
     pub cache_max_bytes: usize,
     /// How long a token may live.
     pub lifetime: LifetimeRule,
+    /// The claims revocations of kind `claim` are looked up by, read from the verified
+    /// payload: every claim in any issuer's `revocable_claims` on the server. A claim
+    /// revocation naming another claim cannot be enforced here, and refuses every request
+    /// (503) until it is gone.
+    pub revocable_claims: Vec<String>,
 }
 
 fn read(key: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
@@ -210,6 +217,17 @@ impl FilterSettings {
                 format!("{payload_header:?} is not a lowercase header name"),
             ));
         }
+        for claim in &raw.revocable_claims {
+            if !jwt_revoker::revocation::model::valid_claim_name(claim) {
+                return Err(invalid(
+                    "revocable_claims",
+                    format!(
+                        "{claim:?} is not a usable claim name (ASCII letters, digits, _ or -; \
+                         not iss, aud, exp, nbf, iat or jti)"
+                    ),
+                ));
+            }
+        }
         let max_token_lifetime = raw
             .max_token_lifetime
             .unwrap_or(Duration::from_secs(24 * 3600));
@@ -235,6 +253,7 @@ impl FilterSettings {
                 max_token_lifetime,
                 allow_missing_iat: raw.allow_missing_iat,
             },
+            revocable_claims,
         })
     }
 }
@@ -253,6 +272,12 @@ mod tests {
         assert_eq!(settings.payload_header, DEFAULT_PAYLOAD_HEADER);
         assert_eq!(settings.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);
         assert_eq!(settings.realm, "jwt-revoker");
+        assert!(settings.revocable_claims.is_empty());
+        let with_claims = FilterSettings::parse(
+            br#"{"feed": "a:1", "feed_token": "t", "revocable_claims": ["email"]}"#,
+        )
+        .expect("valid");
+        assert_eq!(with_claims.revocable_claims, ["email"]);
         assert_eq!(
             settings.lifetime,
             LifetimeRule {
@@ -274,6 +299,9 @@ mod tests {
             r#"{"feed": "a:1", "feed_token": "t", "headers": {"issuer": "x-iss"}}"#,
             r#"{"feed": "a:1", "feed_token": "t", "feed_token_file": "/x"}"#,
             r#"{"feed": "a:1", "feed_token": "t", "max_token_lifetime": "0s"}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": ["e=mail"]}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": ["e.mail"]}"#,
+            r#"{"feed": "a:1", "feed_token": "t", "revocable_claims": {"email": "x-jwt-email"}}"#,
             "not json",
         ] {
             assert!(FilterSettings::parse(bad.as_bytes()).is_err(), "{bad}");

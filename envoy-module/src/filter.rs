@@ -6,6 +6,7 @@ use crate::config::{ConfigError, FilterSettings};
 use crate::feed::{Feed, FeedError};
 use jwt_revoker::authz::challenge;
 use jwt_revoker::revocation::{Lookup, Replica, RevocationKind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Why the filter could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -93,20 +94,28 @@ pub fn internal_error() -> Refusal {
 pub struct Decider {
     settings: FilterSettings,
     claims: ClaimsCache,
+    /// Whether the unmapped claim revocation was logged (once per filter config).
+    warned_unknown_claim: AtomicBool,
+    /// The replica generation at which no claim revocation named an unmapped claim (0:
+    /// not checked yet).
+    claims_known_at: AtomicU64,
 }
 
 impl Decider {
     /// A decider with `settings`.
     pub fn new(settings: FilterSettings) -> Self {
         Self {
-            claims: ClaimsCache::new(settings.cache_max_bytes),
+            claims: ClaimsCache::new(settings.cache_max_bytes, settings.revocable_claims.clone()),
             settings,
+            warned_unknown_claim: AtomicBool::new(false),
+            claims_known_at: AtomicU64::new(0),
         }
     }
 
     /// The verdict on a request with `headers`, looked up in `replica` at `now`.
     pub fn decide(&self, headers: &impl RequestHeaders, replica: &Replica, now: u64) -> Verdict {
         let realm = &self.settings.realm;
+        let revocable = &self.settings.revocable_claims;
         let claims = match self.claims.read(headers, &self.settings.payload_header) {
             Ok(claims) => claims,
             Err(ClaimsError::NoToken) => {
@@ -139,6 +148,13 @@ impl Decider {
                     "jwt_revoker_missing_claim",
                 );
             }
+            Err(ClaimsError::UnrevocableClaim) => {
+                return invalid_token(
+                    realm,
+                    "the token is invalid",
+                    "jwt_revoker_unrevocable_claim",
+                );
+            }
         };
         let issuers = &self.settings.issuers;
         if !issuers.is_empty() && !issuers.iter().any(|i| i == claims.issuer()) {
@@ -159,6 +175,34 @@ impl Decider {
                 ),
             };
             return invalid_token(realm, description, details);
+        }
+        // A claim revocation naming a claim this filter does not read would go unenforced:
+        // refuse everything until the configuration maps it (or the revocation is gone).
+        // Checked once per generation of the set (read before the set, as in
+        // `Replica::lookup_remembered`), so a request costs an atomic load.
+        let generation = replica.generation();
+        if self.claims_known_at.load(Ordering::Relaxed) != generation {
+            let known = |name: &str| revocable.iter().any(|c| c == name);
+            match replica.unknown_claim(known) {
+                None => self.claims_known_at.store(generation, Ordering::Relaxed),
+                Some(claim) => {
+                    if !self.warned_unknown_claim.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            claim,
+                            "a revocation names claim {claim:?}, which \
+                             filter_config.revocable_claims does not list: refusing \
+                             every request (503) until it does"
+                        );
+                    }
+                    return refusal(
+                        503,
+                        None,
+                        "temporarily_unavailable",
+                        challenge::UNAVAILABLE,
+                        "jwt_revoker_unenforced_claim",
+                    );
+                }
+            }
         }
         match replica.lookup_remembered(&claims.identity(), now, claims.clear_at()) {
             Lookup::Clear => Verdict::Continue,
@@ -182,6 +226,7 @@ fn revoked_details(kind: RevocationKind) -> &'static str {
         RevocationKind::Session => "jwt_revoker_revoked_session",
         RevocationKind::Subject => "jwt_revoker_revoked_subject",
         RevocationKind::Client => "jwt_revoker_revoked_client",
+        RevocationKind::Claim => "jwt_revoker_revoked_claim",
     }
 }
 

@@ -49,6 +49,10 @@ fuzz_target!(|data: &[u8]| {
             token_issuers: vec!["https://issuer.example".to_owned()],
             opaque_means,
             email_is_sub: true,
+            subject_claims: vec![
+                ("phone_number".to_owned(), "phone_number".to_owned()),
+                ("account".to_owned(), "acct".to_owned()),
+            ],
             critical_subject_members: vec!["user".to_owned()],
             opt_in: OptIn {
                 assurance_decrease: true,

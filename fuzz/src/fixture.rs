@@ -26,7 +26,8 @@ pub const TOKEN_HEADER: &str = "x-access-token";
 pub const TOKEN_COOKIE: &str = "access_token";
 
 /// The configuration the targets verify with: both test issuers, back-channel logout for
-/// both, the token header and cookie configured. Paths are relative to `tests/fixtures`.
+/// both, the token header and cookie configured, `email` and `phone_number` revocable claims
+/// of the first (so that claim reading is fuzzed too). Paths are relative to `tests/fixtures`.
 pub const CONFIG: &str = r#"
 [admin]
 token_file = "admin-token.txt"
@@ -41,6 +42,7 @@ audiences = ["api"]
 jwks_file = "jwks.json"
 algorithms = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
 backchannel_audiences = ["web"]
+revocable_claims = ["email", "phone_number"]
 
 [[issuers]]
 issuer = "https://hmac.test"

@@ -12,6 +12,7 @@ pub fn kind_from_pb(kind: i32, field: &str) -> Result<RevocationKind, AdminError
         Ok(pb::RevocationKind::Session) => Ok(RevocationKind::Session),
         Ok(pb::RevocationKind::Subject) => Ok(RevocationKind::Subject),
         Ok(pb::RevocationKind::Client) => Ok(RevocationKind::Client),
+        Ok(pb::RevocationKind::Claim) => Ok(RevocationKind::Claim),
         Ok(pb::RevocationKind::Unspecified) => Err(AdminError::invalid(field, "is required")),
         Err(_) => Err(AdminError::invalid(field, format!("unknown kind {kind}"))),
     }
@@ -24,6 +25,7 @@ pub fn kind_to_pb(kind: RevocationKind) -> pb::RevocationKind {
         RevocationKind::Session => pb::RevocationKind::Session,
         RevocationKind::Subject => pb::RevocationKind::Subject,
         RevocationKind::Client => pb::RevocationKind::Client,
+        RevocationKind::Claim => pb::RevocationKind::Claim,
     }
 }
 
@@ -119,7 +121,11 @@ mod tests {
     #[test]
     fn keys_round_trip() {
         for kind in RevocationKind::ALL {
-            let key = RevocationKey::new("https://idp", kind, "x").expect("key");
+            let id = match kind {
+                RevocationKind::Claim => "email=x",
+                _ => "x",
+            };
+            let key = RevocationKey::new("https://idp", kind, id).expect("key");
             assert_eq!(
                 key_from_pb(Some(key_to_pb(&key)), "key").expect("valid"),
                 key

@@ -8,7 +8,7 @@ use crate::revocation::{
     Store,
 };
 use crate::token::{TimeRule, VerifiedToken, Verifier};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub struct Revoker {
     replica: Arc<Replica>,
     verifier: Arc<Verifier>,
     issuers: HashSet<String>,
+    /// Each issuer's `revocable_claims`: the only claims a claim revocation may name.
+    revocable_claims: HashMap<String, Vec<String>>,
     lifetimes: Lifetimes,
 }
 
@@ -64,8 +66,47 @@ impl Revoker {
             replica,
             verifier,
             issuers: issuers.into_iter().collect(),
+            revocable_claims: HashMap::new(),
             lifetimes: Lifetimes::new(max_token_lifetime, leeway),
         }
+    }
+
+    /// This revoker, accepting claim revocations for the claims each issuer makes revocable
+    /// (`revocable_claims`); without, every claim revocation is refused.
+    pub fn with_revocable_claims(
+        mut self,
+        by_issuer: impl IntoIterator<Item = (String, Vec<String>)>,
+    ) -> Self {
+        for (issuer, claims) in by_issuer {
+            self.revocable_claims
+                .entry(issuer)
+                .or_default()
+                .extend(claims);
+        }
+        self
+    }
+
+    /// Refuses a claim revocation whose claim is not among its issuer's `revocable_claims`:
+    /// Check never reads that claim, so the revocation would silently cover nothing.
+    fn check_revocable(&self, key: &RevocationKey, prefix: &str) -> Result<(), AdminError> {
+        let Some((name, _)) = key.claim() else {
+            return Ok(());
+        };
+        let configured = self
+            .revocable_claims
+            .get(&key.issuer)
+            .is_some_and(|claims| claims.iter().any(|c| c == name));
+        if configured {
+            return Ok(());
+        }
+        Err(AdminError::invalid(
+            format!("{prefix}id"),
+            format!(
+                "claim {name:?} is not in revocable_claims of issuer {:?}: Check never reads \
+                 it, so this revocation would cover no token",
+                key.issuer
+            ),
+        ))
     }
 
     /// The store in use.
@@ -100,6 +141,8 @@ impl Revoker {
             RevocationKind::Session => claims.sid.as_deref(),
             RevocationKind::Subject => claims.sub.as_deref(),
             RevocationKind::Client => claims.client_id.as_deref(),
+            // A verified token names no single claim to revoke by: the token itself.
+            RevocationKind::Claim => None,
         };
         // An absent or unusable (empty, oversized) claim falls back to the token itself.
         if let Some(key) = id.and_then(|id| RevocationKey::new(claims.iss.clone(), kind, id).ok()) {
@@ -195,6 +238,7 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let key = self.check_key(key, "key.")?;
+        self.check_revocable(&key, "key.")?;
         let at = revoked_at.min(now);
         let expires_at = self.lifetimes.revocation_expiry(Covered::IssuedBy { at });
         self.insert(key, at, expires_at, reason, now).await
@@ -210,6 +254,7 @@ impl Revoker {
         now: u64,
     ) -> Result<RevokeResult, AdminError> {
         let key = self.check_key(key, "key.")?;
+        self.check_revocable(&key, "key.")?;
         let longest = self
             .lifetimes
             .revocation_expiry(Covered::IssuedBy { at: now });

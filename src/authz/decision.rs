@@ -36,6 +36,7 @@ impl Denial {
             Self::Revoked(RevocationKind::Session, _) => "revoked_session",
             Self::Revoked(RevocationKind::Subject, _) => "revoked_subject",
             Self::Revoked(RevocationKind::Client, _) => "revoked_client",
+            Self::Revoked(RevocationKind::Claim, _) => "revoked_claim",
             Self::Unavailable => "revocations_unavailable",
             Self::LogoutFailed => "logout_not_recorded",
         }
@@ -143,6 +144,7 @@ pub fn identity(token: &VerifiedToken) -> TokenIdentity<'_> {
         subject: claims.sub.as_deref(),
         client: claims.client_id.as_deref(),
         issued_at: claims.iat,
+        claims: &token.revocable_claims,
     }
 }
 
@@ -203,5 +205,91 @@ mod tests {
             entry_bytes(&token, &cached)
         );
         assert!(decider.cache().accounted_bytes() >= (token.len() + encoded.len()) as u64);
+    }
+
+    #[tokio::test]
+    async fn revocable_claims_are_looked_up_and_one_that_is_not_a_string_is_refused() {
+        use crate::revocation::{Change, ReplicaHealth, Revocation, RevocationKey, Store};
+        use crate::store::embedded::EmbeddedStore;
+        use crate::token::test_tokens::ISSUER;
+        use serde_json::{Value, json};
+
+        let mut issuers = test_issuers();
+        issuers[0].revocable_claims = vec!["email".to_owned()];
+        let verifier = Verifier::new(&issuers, Duration::ZERO, 8192, Duration::from_secs(3600))
+            .await
+            .expect("verifier");
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let replica = Arc::new(Replica::with_clock(
+            ReplicaConfig {
+                max_staleness: Duration::from_secs(3600),
+                stale_policy: StalePolicy::Deny,
+                resync_interval: Duration::from_secs(600),
+            },
+            Box::new(|| NOW),
+        ));
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(Arc::clone(&replica).follow(store, stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while replica.health() != ReplicaHealth::Current {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let decider = Decider::new(
+            Arc::new(verifier),
+            VerifiedCache::new(1000, 1 << 20, Duration::ZERO),
+            Arc::clone(&replica),
+            TokenSources::default(),
+            8192,
+        );
+        let token = |key: TestKey, email: Value, iat: u64| {
+            let mut claims = key.claims();
+            claims["email"] = email;
+            claims["iat"] = json!(iat);
+            key.mint(&claims)
+        };
+        let decide = |token: String| {
+            let decider = &decider;
+            async move {
+                let headers =
+                    HashMap::from([("authorization".to_owned(), format!("Bearer {token}"))]);
+                match decider.decide(&headers, NOW).await {
+                    Decision::Allow(_) => "allow",
+                    Decision::Deny(denial) => denial.reason(),
+                }
+            }
+        };
+        let alice = token(TestKey::Rsa, json!("Alice@Example.com"), NOW - 10);
+        let bob = token(TestKey::Rsa, json!("bob@example.com"), NOW - 10);
+        let later = token(TestKey::Rsa, json!("alice@example.com"), NOW - 1);
+        let other_issuer = token(TestKey::Hmac, json!("alice@example.com"), NOW - 10);
+        // Cached as clear at this generation before the revocation.
+        assert_eq!(decide(alice.clone()).await, "allow");
+        let key = RevocationKey::new(ISSUER, RevocationKind::Claim, "email=alice@EXAMPLE.com")
+            .expect("key");
+        replica.apply_local(&Change::Put(
+            Revocation::new(key, NOW - 5, NOW + 3600, "").expect("revocation"),
+        ));
+        assert_eq!(decide(alice).await, "revoked_claim", "the cached token too");
+        assert_eq!(decide(bob).await, "allow");
+        assert_eq!(decide(later).await, "allow", "issued after the revocation");
+        assert_eq!(
+            decide(other_issuer).await,
+            "allow",
+            "an issuer without revocable_claims"
+        );
+        for email in [json!(["alice@example.com"]), json!(5), json!({"a": "b"})] {
+            assert_eq!(
+                decide(token(TestKey::Rsa, email.clone(), NOW - 10)).await,
+                "unrevocable_claim",
+                "{email}"
+            );
+        }
+        assert_eq!(
+            decide(token(TestKey::Hmac, json!(5), NOW - 10)).await,
+            "allow",
+            "a claim the issuer does not list is not read"
+        );
     }
 }

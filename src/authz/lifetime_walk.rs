@@ -52,6 +52,13 @@ impl Stack {
         let mut issuers = test_issuers();
         assert_eq!(issuers[0].issuer, ISSUER);
         issuers[0].allow_missing_iat = true;
+        for issuer in &mut issuers {
+            issuer.revocable_claims = vec!["email".to_owned()];
+        }
+        let revocable: Vec<_> = issuers
+            .iter()
+            .map(|i| (i.issuer.clone(), i.revocable_claims.clone()))
+            .collect();
         let verifier = Arc::new(
             Verifier::new(
                 &issuers,
@@ -76,7 +83,8 @@ impl Stack {
             [ISSUER.to_owned(), HMAC_ISSUER.to_owned()],
             Duration::from_secs(MAX_LIFETIME),
             Duration::from_secs(LEEWAY),
-        );
+        )
+        .with_revocable_claims(revocable);
         let deadline = Instant::now() + Duration::from_secs(60);
         while replica.health() != ReplicaHealth::Current {
             assert!(Instant::now() < deadline, "the replica never synced");
@@ -120,6 +128,7 @@ fn claims(issuer: &str, id: &str, iat: Option<u64>, exp: u64) -> Value {
         "iss": issuer, "aud": AUDIENCE, "exp": exp,
         "jti": format!("jti-{id}"), "sid": format!("sid-{id}"),
         "sub": format!("sub-{id}"), "client_id": format!("app-{id}"),
+        "email": format!("Mail-{id}@Example.com"),
     });
     if let Some(iat) = iat {
         claims["iat"] = json!(iat);
@@ -226,6 +235,11 @@ async fn revoke(stack: &Stack, case: &Case) {
     let id = match case.kind {
         RevocationKind::Session => claims.sid.clone(),
         RevocationKind::Subject => claims.sub.clone(),
+        RevocationKind::Claim => claims
+            .all
+            .get("email")
+            .and_then(Value::as_str)
+            .map(|email| format!("email={email}")),
         _ => claims.client_id.clone(),
     }
     .expect("the claim");

@@ -294,6 +294,7 @@ mod tests {
                 all,
             },
             token_id: "sha256:00".to_owned(),
+            revocable_claims: Vec::new(),
             memo: crate::token::TokenMemo::default(),
         })
     }

@@ -166,6 +166,7 @@ mod tests {
                 all,
             },
             token_id: "t".to_owned(),
+            revocable_claims: Vec::new(),
             memo: TokenMemo::default(),
         };
         let config = ResponseConfig {

@@ -58,6 +58,10 @@ pub struct Target {
     /// A client, `client_id`/`azp`: every token issued to it so far (with --issuer).
     #[arg(long)]
     pub client: Option<String>,
+    /// A claim as `NAME=VALUE` (e.g. `email=alice@example.com`), NAME one of the issuer's
+    /// `revocable_claims`: every token carrying it issued so far (with --issuer).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub claim: Option<String>,
 }
 
 /// What a command acts on, and where the admin API is.
@@ -262,7 +266,8 @@ fn resolve(target: &Target, issuer: Option<&str>) -> Result<Resolved, ClientErro
     if let Some(token) = &target.token {
         if issuer.is_some() {
             return Err(ClientError::Usage(
-                "--issuer applies to --jti/--session/--subject/--client, not --token".into(),
+                "--issuer applies to --jti/--session/--subject/--client/--claim, not --token"
+                    .into(),
             ));
         }
         return Ok(Resolved::Token(read_token(token)?));
@@ -272,14 +277,23 @@ fn resolve(target: &Target, issuer: Option<&str>) -> Result<Resolved, ClientErro
         &target.session,
         &target.subject,
         &target.client,
+        &target.claim,
     ) {
         (Some(id), ..) => (pb::RevocationKind::Token, id),
         (_, Some(id), ..) => (pb::RevocationKind::Session, id),
-        (_, _, Some(id), _) => (pb::RevocationKind::Subject, id),
-        (.., Some(id)) => (pb::RevocationKind::Client, id),
+        (_, _, Some(id), ..) => (pb::RevocationKind::Subject, id),
+        (_, _, _, Some(id), _) => (pb::RevocationKind::Client, id),
+        (.., Some(id)) => {
+            if !id.contains('=') {
+                return Err(ClientError::Usage(
+                    "--claim takes NAME=VALUE, e.g. --claim email=alice@example.com".into(),
+                ));
+            }
+            (pb::RevocationKind::Claim, id)
+        }
         _ => {
             return Err(ClientError::Usage(
-                "give one of --token, --jti, --session, --subject, --client".into(),
+                "give one of --token, --jti, --session, --subject, --client, --claim".into(),
             ));
         }
     };
@@ -290,6 +304,7 @@ fn resolve(target: &Target, issuer: Option<&str>) -> Result<Resolved, ClientErro
                 pb::RevocationKind::Token => "jti",
                 pb::RevocationKind::Session => "session",
                 pb::RevocationKind::Subject => "subject",
+                pb::RevocationKind::Claim => "claim",
                 _ => "client",
             }
         ))

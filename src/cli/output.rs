@@ -10,6 +10,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(pb::RevocationKind::Session) => "session",
         Ok(pb::RevocationKind::Subject) => "subject",
         Ok(pb::RevocationKind::Client) => "client",
+        Ok(pb::RevocationKind::Claim) => "claim",
         _ => "unknown",
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file plus overrides from flags and environment, validated up front
 //! into a typed [`Config`]. Every error names the key at fault.
 
+mod claims;
 mod feed;
 mod metadata;
 pub mod ssf;
@@ -183,6 +184,8 @@ struct RawIssuer {
     #[serde(default)]
     allow_missing_iat: bool,
     require_typ: Option<String>,
+    #[serde(default)]
+    revocable_claims: Vec<String>,
 }
 
 /// Values given on the command line or in `JWT_REVOKER_…` variables; they win over the file.
@@ -421,6 +424,9 @@ pub struct IssuerConfig {
     /// The JOSE `typ` every access token of this issuer must carry (e.g. `at+jwt`); `None`
     /// accepts no `typ`, `JWT` or `at+jwt` (see [`crate::token::typ`]).
     pub require_typ: Option<String>,
+    /// The claims (besides `sub`, `sid`, `client_id`) by which this issuer's tokens can be
+    /// revoked: revocations of kind `claim` name one of them (README, *Revocations*).
+    pub revocable_claims: Vec<String>,
 }
 
 /// The default authorization address.
@@ -926,6 +932,10 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         ));
     }
     let require_typ = validate_require_typ(&key("require_typ"), raw.require_typ)?;
+    let revocable_claims = crate::config::claims::validate_revocable_claims(
+        &key("revocable_claims"),
+        raw.revocable_claims,
+    )?;
     Ok(IssuerConfig {
         issuer,
         audiences: raw.audiences,
@@ -936,6 +946,7 @@ fn validate_issuer(index: usize, raw: RawIssuer, base: &Path) -> Result<IssuerCo
         jwks_min_refresh_interval,
         allow_missing_iat: raw.allow_missing_iat,
         require_typ,
+        revocable_claims,
     })
 }
 

@@ -29,6 +29,8 @@ struct RawGtr {
     token_issuers: Option<Vec<String>>,
     #[serde(default)]
     email_is_sub: bool,
+    #[serde(default)]
+    subject_claims: std::collections::BTreeMap<String, String>,
     caller_issuer: Option<String>,
     caller_audience: Option<String>,
     caller_jwks_uri: Option<String>,
@@ -71,6 +73,8 @@ struct RawStream {
     opaque_means: Option<String>,
     #[serde(default)]
     email_is_sub: bool,
+    #[serde(default)]
+    subject_claims: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     critical_subject_members: Vec<String>,
     #[serde(default)]
@@ -420,19 +424,80 @@ fn validate_gtr(
                 jwks_min_refresh_interval: Duration::from_secs(30),
                 allow_missing_iat: false,
                 require_typ: None,
+                revocable_claims: Vec::new(),
             })
         }
     };
+    let subject_claims = subject_claims(
+        &key("subject_claims"),
+        raw.subject_claims,
+        raw.email_is_sub,
+        &token_issuers,
+        issuers,
+    )?;
     Ok(GtrConfig {
         policy: Policy {
             token_issuers,
             opaque_means: OpaqueMeans::Sub,
             email_is_sub: raw.email_is_sub,
+            subject_claims,
             critical_subject_members: Vec::new(),
             opt_in: OptIn::default(),
         },
         caller,
     })
+}
+
+/// The subject formats a claim may stand for in `subject_claims`.
+const CLAIM_SUBJECT_FORMATS: [&str; 3] = ["email", "phone_number", "account"];
+
+/// `subject_claims = { email = "email", … }`: subject formats revoked by a claim of the
+/// access tokens. Each format must be one of [`CLAIM_SUBJECT_FORMATS`], `email` not together
+/// with `email_is_sub`, and each claim among the `revocable_claims` of every token issuer
+/// (else Check would never read it, and the event would revoke nothing).
+fn subject_claims(
+    key: &str,
+    raw: std::collections::BTreeMap<String, String>,
+    email_is_sub: bool,
+    token_issuers: &[String],
+    issuers: &[IssuerConfig],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut mapped = Vec::with_capacity(raw.len());
+    for (format, claim) in raw {
+        if !CLAIM_SUBJECT_FORMATS.contains(&format.as_str()) {
+            return Err(invalid(
+                key,
+                format!(
+                    "{format:?} is not a subject format a claim can stand for (one of {})",
+                    CLAIM_SUBJECT_FORMATS.join(", ")
+                ),
+            ));
+        }
+        if format == "email" && email_is_sub {
+            return Err(invalid(
+                key,
+                "email is mapped to a claim and email_is_sub is set: choose one",
+            ));
+        }
+        for token_issuer in token_issuers {
+            let revocable = issuers
+                .iter()
+                .filter(|i| &i.issuer == token_issuer)
+                .any(|i| i.revocable_claims.contains(&claim));
+            if !revocable {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{format} maps to claim {claim:?}, which is not in revocable_claims of \
+                         issuer {token_issuer:?} (add it there, or the revocations would match \
+                         no token)"
+                    ),
+                ));
+            }
+        }
+        mapped.push((format, claim));
+    }
+    Ok(mapped)
 }
 
 /// Algorithm names (default RS256) → algorithms, naming `key` when one is not supported.
@@ -634,6 +699,13 @@ fn validate_stream(
             ));
         }
     };
+    let subject_claims = subject_claims(
+        &key("subject_claims"),
+        raw.subject_claims,
+        raw.email_is_sub,
+        &token_issuers,
+        issuers,
+    )?;
     Ok(StreamConfig {
         name,
         transmitter: IssuerConfig {
@@ -646,6 +718,7 @@ fn validate_stream(
             jwks_min_refresh_interval,
             allow_missing_iat: false,
             require_typ: None,
+            revocable_claims: Vec::new(),
         },
         delivery,
         push_secret,
@@ -654,6 +727,7 @@ fn validate_stream(
             token_issuers,
             opaque_means,
             email_is_sub: raw.email_is_sub,
+            subject_claims,
             critical_subject_members: raw.critical_subject_members,
             opt_in: OptIn {
                 assurance_decrease: raw.opt_in.assurance_decrease,
@@ -843,5 +917,68 @@ jwks_uri = "https://idp.example.com/ssf/jwks"
             file.display().to_string()
         ))
         .is_err());
+    }
+
+    #[test]
+    fn subject_claims_map_formats_to_revocable_claims_of_every_token_issuer() {
+        let base = BASE.replace(
+            "algorithms = [\"RS256\"]\n",
+            "algorithms = [\"RS256\"]\nrevocable_claims = [\"email\", \"phone_number\"]\n",
+        );
+        let parse_with = |extra: &str| {
+            let overrides = Overrides {
+                admin_token: Some("0123456789abcdef0123".to_owned()),
+                ..Overrides::default()
+            };
+            Config::parse(
+                &format!("{base}{extra}"),
+                Path::new("t.toml"),
+                Path::new("/etc/jr"),
+                &overrides,
+            )
+            .map_err(|e| e.to_string())
+        };
+        let stream = |map: &str| {
+            format!(
+                "[[ssf.streams]]\nname = \"s\"\nissuer = \"https://idp.example.com\"\n\
+                 audience = \"a\"\nsubject_claims = {map}\n"
+            )
+        };
+        let config = parse_with(&stream(
+            r#"{ email = "email", phone_number = "phone_number" }"#,
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.ssf.streams[0].policy.subject_claims,
+            [
+                ("email".to_owned(), "email".to_owned()),
+                ("phone_number".to_owned(), "phone_number".to_owned())
+            ]
+        );
+        let gtr = parse_with(
+            "[ssf.global_token_revocation]\ntoken_issuers = [\"https://idp.example.com\"]\n\
+             subject_claims = { email = \"email\" }\n",
+        )
+        .expect("valid");
+        let policy = &gtr.ssf.global_token_revocation.expect("gtr").policy;
+        assert_eq!(
+            policy.subject_claims,
+            [("email".to_owned(), "email".to_owned())]
+        );
+        for (bad, expected) in [
+            (stream(r#"{ email = "mail" }"#), "not in revocable_claims"),
+            (stream(r#"{ opaque = "email" }"#), "not a subject format"),
+            (
+                format!("{}email_is_sub = true\n", stream(r#"{ email = "email" }"#)),
+                "choose one",
+            ),
+        ] {
+            let error = parse_with(&bad).expect_err(&bad);
+            assert!(error.contains("ssf.streams[0].subject_claims"), "{error}");
+            assert!(error.contains(expected), "{error}");
+        }
+        // Without revocable_claims on the issuer, the mapping is refused at start-up.
+        let error = parse(&stream(r#"{ email = "email" }"#)).expect_err("not revocable");
+        assert!(error.contains("not in revocable_claims"), "{error}");
     }
 }

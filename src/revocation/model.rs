@@ -21,11 +21,21 @@ pub enum RevocationKind {
     Subject,
     /// Every token of a `client_id`/`azp` issued at or before the revocation.
     Client,
+    /// Every token whose claim `NAME` (one of its issuer's `revocable_claims`) has the value
+    /// `VALUE`, issued at or before the revocation; the identifier is `NAME=VALUE` (see
+    /// [`claim_id`]).
+    Claim,
 }
 
 impl RevocationKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [RevocationKind; 4] = [Self::Token, Self::Session, Self::Subject, Self::Client];
+    pub const ALL: [RevocationKind; 5] = [
+        Self::Token,
+        Self::Session,
+        Self::Subject,
+        Self::Client,
+        Self::Claim,
+    ];
 
     /// The kind's lowercase name, as used in logs, metrics and the CLI.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +44,7 @@ impl RevocationKind {
             Self::Session => "session",
             Self::Subject => "subject",
             Self::Client => "client",
+            Self::Claim => "claim",
         }
     }
 
@@ -44,7 +55,10 @@ impl RevocationKind {
 
     /// Whether a revocation of this kind only covers tokens issued at or before it.
     pub fn covers_by_issue_time(self) -> bool {
-        matches!(self, Self::Session | Self::Subject | Self::Client)
+        matches!(
+            self,
+            Self::Session | Self::Subject | Self::Client | Self::Claim
+        )
     }
 }
 
@@ -61,8 +75,48 @@ pub struct RevocationKey {
     pub issuer: String,
     /// What the identifier identifies.
     pub kind: RevocationKind,
-    /// The `jti`, `sid`, `sub` or client id.
+    /// The `jti`, `sid`, `sub`, client id, or `NAME=VALUE` of a claim.
     pub id: String,
+}
+
+/// Longest claim name accepted in `revocable_claims` and in a claim revocation, in bytes.
+pub const MAX_CLAIM_NAME_LEN: usize = 64;
+
+/// Claims that can never be revocable: the registered claims that are not strings or that
+/// every token shares (a `revocable_claims = ["exp"]` would refuse every token).
+pub const RESERVED_CLAIMS: [&str; 6] = ["iss", "aud", "exp", "nbf", "iat", "jti"];
+
+/// Whether `name` can name a revocable claim: 1 to [`MAX_CLAIM_NAME_LEN`] ASCII letters,
+/// digits, `_` or `-`. No `=` (so that `NAME=VALUE` splits at its first `=`), no `.` (which
+/// Envoy's `claim_to_headers` reads as a path into nested claims), not a reserved claim.
+pub fn valid_claim_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CLAIM_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !RESERVED_CLAIMS.contains(&name)
+}
+
+/// The identifier of a claim revocation, and the one a token's claim is looked up by:
+/// `NAME=VALUE`, the value with ASCII letters lowercased (identity providers treat e-mail
+/// addresses without case, and revoking more is the safe side); other bytes compare exactly.
+/// Refuses an unusable name, an empty value, control characters, and an identifier longer
+/// than [`MAX_ID_LEN`].
+pub fn claim_id(name: &str, value: &str) -> Result<String, InvalidRevocation> {
+    if !valid_claim_name(name) {
+        return Err(InvalidRevocation::ClaimName);
+    }
+    if value.is_empty() {
+        return Err(InvalidRevocation::Empty("id"));
+    }
+    let mut id = String::with_capacity(name.len() + 1 + value.len());
+    id.push_str(name);
+    id.push('=');
+    id.push_str(value);
+    id[name.len() + 1..].make_ascii_lowercase();
+    check_text("id", &id, MAX_ID_LEN, true)?;
+    Ok(id)
 }
 
 /// Why a [`RevocationKey`] or a reason was refused.
@@ -82,6 +136,12 @@ pub enum InvalidRevocation {
     /// A field holds control characters.
     #[error("{0} must not contain control characters")]
     ControlCharacters(&'static str),
+    /// The id of a claim revocation is not `NAME=VALUE` with a usable claim name.
+    #[error(
+        "id of a claim revocation must be NAME=VALUE, NAME 1 to 64 letters, digits, _ or - \
+         (not iss, aud, exp, nbf, iat or jti)"
+    )]
+    ClaimName,
 }
 
 impl InvalidRevocation {
@@ -90,6 +150,7 @@ impl InvalidRevocation {
         match self {
             Self::Empty(field) | Self::ControlCharacters(field) => field,
             Self::TooLong { field, .. } => field,
+            Self::ClaimName => "id",
         }
     }
 
@@ -99,25 +160,40 @@ impl InvalidRevocation {
             Self::Empty(_) => "must not be empty".to_owned(),
             Self::TooLong { max, .. } => format!("is longer than {max} bytes"),
             Self::ControlCharacters(_) => "must not contain control characters".to_owned(),
+            Self::ClaimName => "must be NAME=VALUE, NAME 1 to 64 letters, digits, _ or - (not \
+                                iss, aud, exp, nbf, iat or jti)"
+                .to_owned(),
         }
     }
 }
 
 impl RevocationKey {
-    /// Builds a key, refusing empty, oversized or control-character identifiers.
+    /// Builds a key, refusing empty, oversized or control-character identifiers. The id of a
+    /// claim revocation must be `NAME=VALUE` and is normalised by [`claim_id`].
     pub fn new(
         issuer: impl Into<String>,
         kind: RevocationKind,
         id: impl Into<String>,
     ) -> Result<Self, InvalidRevocation> {
-        let key = Self {
+        let mut key = Self {
             issuer: issuer.into(),
             kind,
             id: id.into(),
         };
         check_text("issuer", &key.issuer, MAX_ID_LEN, true)?;
         check_text("id", &key.id, MAX_ID_LEN, true)?;
+        if kind == RevocationKind::Claim {
+            let (name, value) = key.id.split_once('=').ok_or(InvalidRevocation::ClaimName)?;
+            key.id = claim_id(name, value)?;
+        }
         Ok(key)
+    }
+
+    /// The claim name and value of a claim revocation.
+    pub fn claim(&self) -> Option<(&str, &str)> {
+        (self.kind == RevocationKind::Claim)
+            .then(|| self.id.split_once('='))
+            .flatten()
     }
 
     /// A stable, unambiguous string form (`kind`, issuer and id, each length-prefixed),
@@ -388,6 +464,82 @@ mod tests {
             "",
         )
         .expect("revocation")
+    }
+
+    #[test]
+    fn claim_ids_split_at_the_first_equals_sign_and_ignore_ascii_case_in_values() {
+        let key = RevocationKey::new("iss", RevocationKind::Claim, "email=Alice=X@Example.COM")
+            .expect("a value may hold =");
+        assert_eq!(key.id, "email=alice=x@example.com");
+        assert_eq!(key.claim(), Some(("email", "alice=x@example.com")));
+        assert_eq!(RevocationKey::decode(&key.encode()), Some(key.clone()));
+        // Non-ASCII bytes compare exactly.
+        assert_eq!(claim_id("name", "ÉLODIE").expect("id"), "name=\u{c9}lodie");
+        assert_eq!(
+            claim_id("phone_number", "+1 555").expect("id"),
+            "phone_number=+1 555"
+        );
+        assert_eq!(
+            RevocationKey::new("iss", RevocationKind::Subject, "Alice")
+                .expect("subject")
+                .id,
+            "Alice",
+            "only claim values are case-folded"
+        );
+    }
+
+    #[test]
+    fn hostile_claim_ids_are_refused() {
+        let long_name = "n".repeat(MAX_CLAIM_NAME_LEN + 1);
+        let long_value = format!("email={}", "v".repeat(MAX_ID_LEN));
+        for bad in [
+            "email",
+            "=alice",
+            "email=",
+            "e.mail=alice",
+            "e:mail=alice",
+            "exp=1",
+            "aud=api",
+            &format!("{long_name}=v"),
+            &long_value,
+            "email=a\u{7f}b",
+            "email=a\nb",
+        ] {
+            assert!(
+                RevocationKey::new("iss", RevocationKind::Claim, bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            RevocationKey::new("iss", RevocationKind::Claim, "e=mail=x")
+                .expect("name e, value mail=x")
+                .claim(),
+            Some(("e", "mail=x"))
+        );
+        assert!(valid_claim_name("phone_number") && valid_claim_name("x-tenant"));
+        assert!(!valid_claim_name("a=b") && !valid_claim_name("iss") && !valid_claim_name(""));
+    }
+
+    #[test]
+    fn claim_revocations_cover_by_issue_time_and_extend_like_subjects() {
+        assert!(RevocationKind::Claim.covers_by_issue_time());
+        let at = |revoked_at| {
+            Revocation::new(
+                RevocationKey::new("iss", RevocationKind::Claim, "email=a@x").expect("key"),
+                revoked_at,
+                revoked_at + 100,
+                "",
+            )
+            .expect("revocation")
+        };
+        let later = at(100).extended_by(&at(150)).expect("later cover");
+        assert_eq!((later.revoked_at, later.expires_at), (150, 250));
+        let stored = serde_json::to_string(&at(100)).expect("json");
+        assert!(stored.contains(r#""kind":"claim""#), "{stored}");
+        assert_eq!(
+            serde_json::from_str::<Revocation>(&stored).expect("back"),
+            at(100)
+        );
     }
 
     #[test]

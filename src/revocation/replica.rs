@@ -74,7 +74,7 @@ pub struct ReplicaStatus {
     /// Live revocations held.
     pub revocations: usize,
     /// Live revocations by kind, in [`RevocationKind::ALL`] order.
-    pub by_kind: [usize; 4],
+    pub by_kind: [usize; RevocationKind::ALL.len()],
 }
 
 const NEVER: u64 = u64::MAX;
@@ -177,6 +177,18 @@ impl Replica {
                 Lookup::Clear
             }
         }
+    }
+
+    /// The set's generation: it moves on before every change to the set, so an answer
+    /// derived from the set at one generation holds while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A claim name that a live claim revocation names and `known` does not accept: a reader
+    /// that only reads the known claims (the Envoy module) cannot enforce that revocation.
+    pub fn unknown_claim(&self, known: impl Fn(&str) -> bool) -> Option<String> {
+        self.read_set().unknown_claim(known).map(str::to_owned)
     }
 
     /// Applies a change this server just made durable, so it takes effect here at once
@@ -705,6 +717,7 @@ mod tests {
             subject: None,
             client: None,
             issued_at: None,
+            claims: &[],
         }
     }
 

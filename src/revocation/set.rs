@@ -7,10 +7,12 @@
 //! its issuer and identifier, in one table per kind. The fingerprint is XXH3-128 of the
 //! XXH3-128 digests of the issuer and of the identifier, every hash seeded at random once per
 //! process: two fixed-size digests side by side, so no two distinct pairs share an encoding
-//! (`"ab"`, `"c"` and `"a"`, `"bc"` differ), and a token's issuer is hashed once for its four
-//! lookups. A revoked key always finds its own fingerprint. Two distinct keys with the same
-//! fingerprint would share a slot: a token that is not revoked could look revoked, or a
-//! change to one key could overwrite or remove the other's entry (until the next resync).
+//! (`"ab"`, `"c"` and `"a"`, `"bc"` differ), and a token's issuer is hashed once for all its
+//! lookups: one per kind, plus one per revocable claim the token carries (none for an issuer
+//! without `revocable_claims`, and none at all while no claim is revoked). A revoked key
+//! always finds its own fingerprint. Two distinct keys with the same fingerprint would share
+//! a slot: a token that is not revoked could look revoked, or a change to one key could
+//! overwrite or remove the other's entry (until the next resync).
 //! With the seed secret and `n` revocations of a kind, the chance is about `n / 2^128`, some
 //! 3·10⁻³³ at a million.
 
@@ -37,6 +39,9 @@ pub struct TokenIdentity<'a> {
     pub client: Option<&'a str>,
     /// Its `iat`.
     pub issued_at: Option<u64>,
+    /// The `NAME=VALUE` ids ([`claim_id`](super::model::claim_id)) of its issuer's revocable
+    /// claims that it carries.
+    pub claims: &'a [String],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,25 +90,69 @@ fn slot(kind: RevocationKind) -> usize {
         RevocationKind::Session => 1,
         RevocationKind::Subject => 2,
         RevocationKind::Client => 3,
+        RevocationKind::Claim => 4,
     }
 }
+
+/// How many kinds, and so tables, there are.
+const KINDS: usize = RevocationKind::ALL.len();
 
 /// What a scan for expired revocations found, to pass to
 /// [`RevocationSet::remove_expired`].
 #[derive(Debug)]
 pub struct Expired {
     /// The fingerprints of the expired revocations, by kind.
-    keys: [Vec<u128>; 4],
+    keys: [Vec<u128>; KINDS],
     /// When the earliest of the others expires (`u64::MAX` if none).
     pub next_expiry: u64,
+}
+
+/// The claim names of the claim revocations held, so that a reader that only looks some
+/// claims up (the Envoy module) can tell when a revocation names another: a few names, and
+/// one entry per claim revocation.
+#[derive(Debug, Default)]
+struct ClaimNames {
+    /// Each name, with how many claim revocations in the set name it.
+    names: Vec<(Box<str>, usize)>,
+    /// Each claim revocation's fingerprint, with the index of its name.
+    of: std::collections::HashMap<u128, usize>,
+}
+
+impl ClaimNames {
+    fn added(&mut self, fingerprint: u128, key: &RevocationKey) {
+        let Some((name, _)) = key.claim() else {
+            return;
+        };
+        let index = match self.names.iter().position(|(n, _)| &**n == name) {
+            Some(index) => index,
+            None => {
+                self.names.push((name.into(), 0));
+                self.names.len() - 1
+            }
+        };
+        if let Some(slot) = self.names.get_mut(index) {
+            slot.1 += 1;
+        }
+        self.of.insert(fingerprint, index);
+    }
+
+    fn removed(&mut self, fingerprint: u128) {
+        if let Some(index) = self.of.remove(&fingerprint)
+            && let Some(slot) = self.names.get_mut(index)
+        {
+            slot.1 = slot.1.saturating_sub(1);
+        }
+    }
 }
 
 /// Every live revocation, by kind and fingerprint of issuer and identifier.
 #[derive(Debug)]
 pub struct RevocationSet {
-    by_kind: [Table; 4],
+    by_kind: [Table; KINDS],
     /// No revocation expires before this (Unix seconds), so purging earlier finds nothing.
     next_expiry: u64,
+    /// The claim names of the claim revocations.
+    claim_names: ClaimNames,
 }
 
 impl Default for RevocationSet {
@@ -111,6 +160,7 @@ impl Default for RevocationSet {
         Self {
             by_kind: Default::default(),
             next_expiry: u64::MAX,
+            claim_names: ClaimNames::default(),
         }
     }
 }
@@ -143,7 +193,7 @@ impl RevocationSet {
     }
 
     /// How many revocations of each kind it holds, in [`RevocationKind::ALL`] order.
-    pub fn len_by_kind(&self) -> [usize; 4] {
+    pub fn len_by_kind(&self) -> [usize; KINDS] {
         self.by_kind.each_ref().map(Table::len)
     }
 
@@ -172,6 +222,7 @@ impl RevocationSet {
             Slot::Occupied(mut occupied) => occupied.get_mut().1 = entry,
             Slot::Vacant(vacant) => {
                 vacant.insert((fingerprint, entry));
+                self.claim_names.added(fingerprint, key);
             }
         }
         self.next_expiry = self.next_expiry.min(entry.expires_at);
@@ -184,7 +235,21 @@ impl RevocationSet {
             .find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
         {
             occupied.remove();
+            if key.kind == RevocationKind::Claim {
+                self.claim_names.removed(fingerprint);
+            }
         }
+    }
+
+    /// A claim name that some claim revocation in the set names and `known` does not accept,
+    /// if any (its revocations would go unenforced by a reader that only reads the known
+    /// claims).
+    pub fn unknown_claim(&self, known: impl Fn(&str) -> bool) -> Option<&str> {
+        self.claim_names
+            .names
+            .iter()
+            .find(|(name, count)| *count > 0 && !known(name))
+            .map(|(name, _)| &**name)
     }
 
     /// Whether a revocation may have expired at `now`: when not, [`expired`](Self::expired)
@@ -221,13 +286,20 @@ impl RevocationSet {
     pub fn remove_expired(&mut self, expired: &Expired, now: u64) -> usize {
         self.next_expiry = expired.next_expiry;
         let mut removed = 0;
-        for (table, keys) in self.by_kind.iter_mut().zip(&expired.keys) {
+        for ((kind, table), keys) in RevocationKind::ALL
+            .into_iter()
+            .zip(self.by_kind.iter_mut())
+            .zip(&expired.keys)
+        {
             for &fingerprint in keys {
                 if let Ok(occupied) =
                     table.find_entry(table_hash(fingerprint), |(key, _)| *key == fingerprint)
                     && occupied.get().1.expires_at <= now
                 {
                     occupied.remove();
+                    if kind == RevocationKind::Claim {
+                        self.claim_names.removed(fingerprint);
+                    }
                     removed += 1;
                 }
             }
@@ -237,37 +309,43 @@ impl RevocationSet {
 
     /// The kind of the first live revocation that covers the token, if any.
     ///
-    /// Token revocations cover the matching token; session, subject and client revocations
-    /// cover tokens issued (`iat`) at or before the revocation, and tokens without `iat`.
+    /// Token revocations cover the matching token; session, subject, client and claim
+    /// revocations cover tokens issued (`iat`) at or before the revocation, and tokens
+    /// without `iat`.
     pub fn covering(&self, token: &TokenIdentity<'_>, now: u64) -> Option<RevocationKind> {
         if self.is_empty() {
             return None;
         }
         let issuer = digest(token.issuer);
+        let covers = |kind: RevocationKind, id: &str| {
+            let Some(entry) = find(&self.by_kind[slot(kind)], fingerprint(issuer, id)) else {
+                return false;
+            };
+            entry.expires_at > now
+                && (!kind.covers_by_issue_time()
+                    || token.issued_at.is_none_or(|iat| iat <= entry.revoked_at))
+        };
         let ids = [
             Some(token.token_id),
             token.session,
             token.subject,
             token.client,
         ];
-        RevocationKind::ALL
+        let by_id = RevocationKind::ALL
             .into_iter()
             .zip(ids)
-            .zip(&self.by_kind)
-            .find(|((kind, id), table)| {
-                let Some(id) = id.filter(|_| !table.is_empty()) else {
-                    return false;
-                };
-                let Some(entry) = find(table, fingerprint(issuer, id)) else {
-                    return false;
-                };
-                if entry.expires_at <= now {
-                    return false;
-                }
-                !kind.covers_by_issue_time()
-                    || token.issued_at.is_none_or(|iat| iat <= entry.revoked_at)
+            .find(|(kind, id)| {
+                id.is_some_and(|id| !self.by_kind[slot(*kind)].is_empty() && covers(*kind, id))
             })
-            .map(|((kind, _), _)| kind)
+            .map(|(kind, _)| kind);
+        if by_id.is_some() || self.by_kind[slot(RevocationKind::Claim)].is_empty() {
+            return by_id;
+        }
+        token
+            .claims
+            .iter()
+            .any(|id| covers(RevocationKind::Claim, id))
+            .then_some(RevocationKind::Claim)
     }
 }
 
@@ -290,6 +368,7 @@ mod tests {
             subject: Some("alice"),
             client: Some("web"),
             issued_at: iat,
+            claims: &[],
         }
     }
 
@@ -360,7 +439,7 @@ mod tests {
         assert_eq!(set.remove_expired(&expired, NOW + 3600), 1);
         assert!(set.is_empty());
         assert!(!set.may_have_expired(u64::MAX - 1));
-        assert_eq!(set.len_by_kind(), [0; 4]);
+        assert_eq!(set.len_by_kind(), [0; KINDS]);
     }
 
     #[test]
@@ -385,7 +464,7 @@ mod tests {
         set.apply(&put);
         set.apply(&put);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.len_by_kind(), [0, 1, 0, 0]);
+        assert_eq!(set.len_by_kind(), [0, 1, 0, 0, 0]);
         let key = RevocationKey::new("https://idp", RevocationKind::Session, "sid-1").expect("key");
         set.apply(&Change::Delete(key.clone()));
         set.apply(&Change::Delete(key));
@@ -409,5 +488,85 @@ mod tests {
         assert_eq!(set.covering(&shifted, NOW), None);
         (shifted.issuer, shifted.token_id) = ("ab", "c");
         assert_eq!(set.covering(&shifted, NOW), Some(RevocationKind::Token));
+    }
+
+    #[test]
+    fn claim_revocations_cover_tokens_carrying_the_claim_issued_by_then() {
+        let key = RevocationKey::new("https://idp", RevocationKind::Claim, "email=Alice@X.org")
+            .expect("key");
+        let set = RevocationSet::from_revocations(
+            [Revocation::new(key, NOW, NOW + 3600, "").expect("revocation")],
+            NOW,
+        );
+        assert_eq!(set.len_by_kind(), [0, 0, 0, 0, 1]);
+        let alice_claims = [
+            "phone_number=+1".to_owned(),
+            crate::revocation::model::claim_id("email", "ALICE@x.org").expect("id"),
+        ];
+        let bob_claims = ["email=bob@x.org".to_owned()];
+        let with = |claims: &'static [String], iat| TokenIdentity {
+            claims,
+            ..alice(iat)
+        };
+        let alice_claims: &'static [String] = Box::leak(Box::new(alice_claims));
+        let bob_claims: &'static [String] = Box::leak(Box::new(bob_claims));
+        assert_eq!(
+            set.covering(&with(alice_claims, Some(NOW)), NOW),
+            Some(RevocationKind::Claim)
+        );
+        assert_eq!(
+            set.covering(&with(alice_claims, None), NOW),
+            Some(RevocationKind::Claim)
+        );
+        assert_eq!(
+            set.covering(&with(alice_claims, Some(NOW + 1)), NOW),
+            None,
+            "issued after"
+        );
+        assert_eq!(set.covering(&with(bob_claims, Some(NOW)), NOW), None);
+        assert_eq!(
+            set.covering(&alice(Some(NOW)), NOW),
+            None,
+            "no claims presented"
+        );
+        let mut other_issuer = with(alice_claims, Some(NOW));
+        other_issuer.issuer = "https://other";
+        assert_eq!(set.covering(&other_issuer, NOW), None);
+        // The subject table is separate: a `sub` equal to the id is not a claim.
+        let mut sub_only = alice(Some(NOW));
+        sub_only.subject = Some("email=alice@x.org");
+        assert_eq!(set.covering(&sub_only, NOW), None);
+        assert_eq!(
+            set.covering(&with(alice_claims, Some(NOW)), NOW + 3600),
+            None,
+            "expired"
+        );
+    }
+
+    #[test]
+    fn the_set_knows_which_claim_names_it_revokes_by() {
+        let claim = |id: &str, expires_at| {
+            let key = RevocationKey::new("https://idp", RevocationKind::Claim, id).expect("key");
+            Revocation::new(key, NOW, expires_at, "").expect("revocation")
+        };
+        let mut set = RevocationSet::new();
+        let email = |name: &str| name == "email";
+        assert_eq!(set.unknown_claim(email), None);
+        set.insert(&claim("email=a@x", NOW + 10));
+        set.insert(&claim("email=a@x", NOW + 20));
+        assert_eq!(set.unknown_claim(email), None);
+        set.insert(&claim("phone=+1", NOW + 10));
+        assert_eq!(set.unknown_claim(email), Some("phone"));
+        assert_eq!(set.unknown_claim(|_| true), None);
+        // Expiry and removal forget the name once no revocation names it.
+        let expired = set.expired(NOW + 10);
+        assert_eq!(set.remove_expired(&expired, NOW + 10), 1);
+        assert_eq!(set.unknown_claim(email), None);
+        set.insert(&claim("phone=+1", NOW + 30));
+        assert_eq!(set.unknown_claim(email), Some("phone"));
+        set.remove(&claim("phone=+1", NOW + 30).key);
+        set.remove(&claim("phone=+1", NOW + 30).key);
+        assert_eq!(set.unknown_claim(email), None);
+        assert_eq!(set.unknown_claim(|_| false), Some("email"));
     }
 }

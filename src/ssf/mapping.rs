@@ -125,6 +125,10 @@ pub struct Policy {
     /// When set, an `email` subject is this user's `sub` in access tokens (the IdP puts the
     /// e-mail address in `sub`).
     pub email_is_sub: bool,
+    /// Subject formats (`email`, `phone_number`, `account`) revoked by a claim of the access
+    /// tokens: (format, claim). A subject of such a format revokes kind `claim`
+    /// `CLAIM=<value>` for each token issuer (`subject_claims` in the config).
+    pub subject_claims: Vec<(String, String)>,
     /// Subject members that, if present and not understood, discard the event (SSF §3.6).
     pub critical_subject_members: Vec<String>,
     /// The opt-in rows.
@@ -138,7 +142,7 @@ pub struct Planned {
     pub kind: RevocationKind,
     /// The token issuer.
     pub issuer: String,
-    /// The `sub`, `sid`, `jti` or client id.
+    /// The `sub`, `sid`, `jti`, client id, or `CLAIM=VALUE`.
     pub id: String,
 }
 
@@ -169,10 +173,18 @@ pub enum Decision {
 /// Who a subject resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Who {
-    User { issuer: Option<String>, sub: String },
+    User {
+        issuer: Option<String>,
+        sub: String,
+    },
     Session(String),
-    Token { issuer: String, jti: String },
+    Token {
+        issuer: String,
+        jti: String,
+    },
     Client(String),
+    /// Every user whose tokens carry this claim value (the claim, the value).
+    Claim(String, String),
 }
 
 /// Which member of a complex subject wins.
@@ -211,8 +223,18 @@ fn resolve(subject: &Subject, level: Level, policy: &Policy) -> Result<Resolved,
             issuer: None,
             sub: email.clone(),
         }),
-        Subject::Email(_) => Resolved::Unmapped("unmapped_email"),
-        Subject::Phone(_) | Subject::Account(_) => Resolved::Unmapped("unmapped_subject"),
+        Subject::Email(value) | Subject::Phone(value) | Subject::Account(value) => {
+            let format = match subject {
+                Subject::Email(_) => "email",
+                Subject::Phone(_) => "phone_number",
+                _ => "account",
+            };
+            match policy.subject_claims.iter().find(|(f, _)| f == format) {
+                Some((_, claim)) => Resolved::Who(Who::Claim(claim.clone(), value.clone())),
+                None if format == "email" => Resolved::Unmapped("unmapped_email"),
+                None => Resolved::Unmapped("unmapped_subject"),
+            }
+        }
         Subject::Opaque(id) => {
             let session = match policy.opaque_means {
                 OpaqueMeans::Sid => true,
@@ -297,6 +319,9 @@ fn planned(who: Who, policy: &Policy) -> Vec<Planned> {
         Who::Session(sid) => for_issuers(RevocationKind::Session, None, sid),
         Who::Token { issuer, jti } => for_issuers(RevocationKind::Token, Some(issuer), jti),
         Who::Client(id) => for_issuers(RevocationKind::Client, None, id),
+        Who::Claim(claim, value) => {
+            for_issuers(RevocationKind::Claim, None, format!("{claim}={value}"))
+        }
     }
 }
 
@@ -307,7 +332,7 @@ pub fn user_revocations(
     policy: &Policy,
 ) -> Result<Option<Vec<Planned>>, SetError> {
     Ok(match resolve(subject, Level::User, policy)? {
-        Resolved::Who(who @ Who::User { .. }) => Some(planned(who, policy)),
+        Resolved::Who(who @ (Who::User { .. } | Who::Claim(..))) => Some(planned(who, policy)),
         Resolved::Who(_) | Resolved::Unmapped(_) | Resolved::Discard => None,
     })
 }

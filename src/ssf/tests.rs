@@ -367,6 +367,73 @@ fn risc_examples_map_to_subjects_and_never_unrevoke() {
 }
 
 #[test]
+fn email_and_phone_subjects_revoke_by_the_mapped_claim_for_every_token_issuer() {
+    let by_claim = Policy {
+        token_issuers: vec![IDP.to_owned(), "https://other-idp".to_owned()],
+        subject_claims: vec![
+            ("email".to_owned(), "email".to_owned()),
+            ("phone_number".to_owned(), "phone".to_owned()),
+        ],
+        ..policy()
+    };
+    let disabled = |sub_id: Value| event(&format!("{RISC}account-disabled"), sub_id, json!({}));
+    let planned = |id: &str| {
+        Ok(Decision::Revoke {
+            planned: [IDP, "https://other-idp"]
+                .into_iter()
+                .map(|issuer| Planned {
+                    kind: RevocationKind::Claim,
+                    issuer: issuer.to_owned(),
+                    id: id.to_owned(),
+                })
+                .collect(),
+            as_of: 1_508_184_845,
+        })
+    };
+    assert_eq!(
+        decide_example(
+            &disabled(json!({"format": "email", "email": "Foo@Example.com"})),
+            &by_claim
+        ),
+        planned("email=Foo@Example.com")
+    );
+    assert_eq!(
+        decide_example(
+            &disabled(json!({"format": "phone_number", "phone_number": "+12065550100"})),
+            &by_claim
+        ),
+        planned("phone=+12065550100")
+    );
+    // A session-revoked with an e-mail user in a complex subject: the user, by claim.
+    let session = event(
+        &format!("{CAEP}session-revoked"),
+        json!({"format": "complex", "user": {"format": "email", "email": "foo@example.com"}}),
+        json!({"event_timestamp": 1_508_184_845}),
+    );
+    assert_eq!(
+        decide_example(&session, &by_claim),
+        planned("email=foo@example.com")
+    );
+    // An account subject is not mapped here: ignored, not guessed.
+    assert_eq!(
+        decide_example(
+            &disabled(json!({"format": "account", "uri": "acct:foo@example.com"})),
+            &by_claim
+        ),
+        Ok(Decision::Ignore("unmapped_subject"))
+    );
+    // Global Token Revocation takes an e-mail too.
+    let subject =
+        crate::ssf::subject::parse(&json!({"format": "email", "email": "a@b.c"})).expect("subject");
+    assert_eq!(
+        crate::ssf::mapping::user_revocations(&subject, &by_claim)
+            .expect("mapped")
+            .map(|planned| planned.len()),
+        Some(2)
+    );
+}
+
+#[test]
 fn rfc_8417_and_google_legacy_examples() {
     // RFC 8417 figure 3 / Google: `subject_type` inside the event, no sub_id.
     let google = json!({
@@ -888,6 +955,7 @@ fn identity(sub: &'static str, iat: u64) -> TokenIdentity<'static> {
         subject: Some(sub),
         client: None,
         issued_at: Some(iat),
+        claims: &[],
     }
 }
 

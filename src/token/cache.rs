@@ -89,6 +89,11 @@ pub fn entry_bytes(raw: &str, verified: &VerifiedToken) -> u64 {
     ENTRY_OVERHEAD_BYTES
         + raw.len() as u64
         + verified.token_id.len() as u64
+        + verified
+            .revocable_claims
+            .iter()
+            .map(|id| id.len() as u64 + 24)
+            .sum::<u64>()
         + copies
         + all
         + response

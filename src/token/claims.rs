@@ -3,6 +3,7 @@
 
 use super::TokenError;
 use super::memo::TokenMemo;
+use crate::revocation::model::claim_id;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
@@ -39,6 +40,9 @@ pub struct VerifiedToken {
     /// Its identifier for revocation by token: the `jti`, or `sha256:<lowercase hex>` of the
     /// decoded payload bytes for a token without one.
     pub token_id: String,
+    /// The `NAME=VALUE` lookup ids ([`claim_id`]) of its issuer's `revocable_claims` that it
+    /// carries, for revocations of kind `claim`.
+    pub revocable_claims: Vec<String>,
     /// What Check derived from it, kept while the token is cached.
     pub memo: TokenMemo,
 }
@@ -50,6 +54,7 @@ impl VerifiedToken {
         Self {
             claims,
             token_id,
+            revocable_claims: Vec::new(),
             memo: TokenMemo::default(),
         }
     }
@@ -62,6 +67,28 @@ pub fn token_id(claims: &Claims, payload: &[u8]) -> String {
         Some(jti) => jti.clone(),
         None => payload_id(payload),
     }
+}
+
+/// The lookup ids of the claims `names` in `all`: an absent claim (or an empty string) has
+/// none. Fails closed: a present claim that is not a string, or whose id could never be
+/// revoked (control characters, longer than an id may be), refuses the token, so that no
+/// token can dodge the lookup with an array, a number or an unrevocable value.
+pub fn revocable_claim_ids(
+    all: &Map<String, Value>,
+    names: &[String],
+) -> Result<Vec<String>, TokenError> {
+    let mut ids = Vec::new();
+    for name in names {
+        match all.get(name) {
+            None => {}
+            Some(Value::String(value)) if value.is_empty() => {}
+            Some(Value::String(value)) => {
+                ids.push(claim_id(name, value).map_err(|_| TokenError::UnrevocableClaim)?);
+            }
+            Some(_) => return Err(TokenError::UnrevocableClaim),
+        }
+    }
+    Ok(ids)
 }
 
 /// `sha256:<lowercase hex>` of the decoded payload bytes: the token id of a token without
@@ -293,6 +320,49 @@ mod tests {
             VerifiedToken::new(claims, payload)
                 .token_id
                 .starts_with("sha256:")
+        );
+    }
+
+    #[test]
+    fn revocable_claims_give_lookup_ids_and_refuse_what_could_dodge_the_lookup() {
+        let names = ["email".to_owned(), "phone_number".to_owned()];
+        let ids = |claims: Value| {
+            let Value::Object(all) = claims else {
+                panic!("object")
+            };
+            revocable_claim_ids(&all, &names)
+        };
+        assert_eq!(
+            ids(json!({"email": "Alice@Example.com", "phone_number": "+1 555"})),
+            Ok(vec![
+                "email=alice@example.com".to_owned(),
+                "phone_number=+1 555".to_owned()
+            ])
+        );
+        assert_eq!(ids(json!({"other": 1})), Ok(Vec::new()));
+        assert_eq!(ids(json!({"email": ""})), Ok(Vec::new()));
+        for dodge in [
+            json!({"email": ["alice@example.com"]}),
+            json!({"email": 5}),
+            json!({"email": true}),
+            json!({"email": null}),
+            json!({"email": {"v": "alice@example.com"}}),
+            json!({"email": "a\u{0}b"}),
+            json!({"email": "x".repeat(2000)}),
+        ] {
+            assert_eq!(
+                ids(dodge.clone()),
+                Err(TokenError::UnrevocableClaim),
+                "{dodge}"
+            );
+        }
+        let Value::Object(all) = json!({"email": 5}) else {
+            panic!("object")
+        };
+        assert_eq!(
+            revocable_claim_ids(&all, &[]),
+            Ok(Vec::new()),
+            "unconfigured claims are not read"
         );
     }
 }

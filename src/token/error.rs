@@ -72,6 +72,11 @@ pub enum TokenError {
     /// token); refused as a bad request, not as a bad token.
     #[error("more than one token in the request")]
     MultipleTokens,
+    /// One of the issuer's `revocable_claims` is present but not a string, or its value
+    /// could never be revoked (control characters, too long): such a token would escape
+    /// revocations of kind `claim`.
+    #[error("a revocable claim is not a revocable string")]
+    UnrevocableClaim,
 }
 
 impl TokenError {
@@ -98,6 +103,7 @@ impl TokenError {
             Self::WrongType => "wrong_token_type",
             Self::DuplicateMember => "duplicate_member",
             Self::MultipleTokens => "multiple_tokens",
+            Self::UnrevocableClaim => "unrevocable_claim",
         }
     }
 
@@ -127,7 +133,7 @@ impl From<super::json::JsonError> for TokenError {
 mod tests {
     use super::TokenError;
 
-    const ALL: [TokenError; 20] = [
+    const ALL: [TokenError; 21] = [
         TokenError::Malformed,
         TokenError::TooLarge,
         TokenError::Encrypted,
@@ -148,6 +154,7 @@ mod tests {
         TokenError::WrongType,
         TokenError::DuplicateMember,
         TokenError::MultipleTokens,
+        TokenError::UnrevocableClaim,
     ];
 
     #[test]

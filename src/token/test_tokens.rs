@@ -188,6 +188,7 @@ pub(crate) fn issuer_with_jwks(keys: KeySource) -> IssuerConfig {
         jwks_min_refresh_interval: Duration::from_secs(3600),
         allow_missing_iat: false,
         require_typ: None,
+        revocable_claims: Vec::new(),
     }
 }
 
@@ -203,6 +204,7 @@ pub(crate) fn hmac_issuer() -> IssuerConfig {
         jwks_min_refresh_interval: Duration::from_secs(3600),
         allow_missing_iat: false,
         require_typ: None,
+        revocable_claims: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Verifying a compact JWS access token: structure, header, issuer, algorithm, signature,
 //! audience and lifetime, each step bounded in work and memory.
 
+use super::claims::revocable_claim_ids;
 use super::json::parse_object;
 use super::keys::{IssuerKeys, KeyError};
 use super::typ::check_access_typ;
@@ -151,7 +152,10 @@ impl Verifier {
             }
             self.check_lifetime(issuer, &claims, now)?;
         }
-        Ok(VerifiedToken::new(claims, &payload))
+        let revocable = revocable_claim_ids(&claims.all, &issuer.revocable_claims)?;
+        let mut verified = VerifiedToken::new(claims, &payload);
+        verified.revocable_claims = revocable;
+        Ok(verified)
     }
 
     /// The leeway on time claims, in seconds.
