@@ -12,60 +12,19 @@ use serde_json::Value;
 use std::time::Duration;
 use support::http;
 use support::redis::RedisProcess;
-use support::server::{ServerProcess, health_check};
-use support::tokens;
-use support::transmitter::{MANAGEMENT_CLIENT, MANAGEMENT_TOKEN, POLL_TOKEN, Transmitter};
+use support::server::{ServerProcess, health_check, service_health_check};
+use support::ssf::{PUSH_SECRET, StreamConfig, push_url};
+use support::transmitter::{MANAGEMENT_CLIENT, Transmitter};
 use support::wait_until;
 
-const AUDIENCE: &str = "https://revoker.test/ssf";
-const SECRET: &str = "0123456789abcdef-push-secret";
-const PUSH: &str = "/ssf/push/idp";
 const SERVICE: &str = "jwtrevoker.ssf.idp";
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// `grpc.health.v1.Health/Check` of `service` on `127.0.0.1:port`: SERVING or not.
-fn health(port: u16, service: &str) -> Result<bool, String> {
-    let service = service.to_owned();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runtime.block_on(async move {
-                    use tonic_health::pb::HealthCheckRequest;
-                    use tonic_health::pb::health_check_response::ServingStatus;
-                    use tonic_health::pb::health_client::HealthClient;
-                    let check = async {
-                        let channel = tonic::transport::Endpoint::from_shared(format!(
-                            "http://127.0.0.1:{port}"
-                        ))
-                        .map_err(|e| e.to_string())?
-                        .connect()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                        let response = HealthClient::new(channel)
-                            .check(HealthCheckRequest { service })
-                            .await
-                            .map_err(|status| format!("health check: {status}"))?;
-                        Ok(response.into_inner().status == ServingStatus::Serving as i32)
-                    };
-                    tokio::time::timeout(Duration::from_secs(2), check)
-                        .await
-                        .map_err(|_| "health check timed out".to_owned())?
-                })
-            })
-            .join()
-            .map_err(|_| "health check thread panicked".to_owned())?
-    })
-}
 
 fn wait_for_health(server: &ServerProcess, serving: bool) {
     wait_until(
         &format!("{SERVICE} serving={serving}"),
         PATIENCE,
-        |last| match health(server.admin_port(), SERVICE) {
+        |last| match service_health_check(server.admin_port(), SERVICE) {
             Ok(now) if now == serving => Some(()),
             other => {
                 *last = format!("{other:?}\n{}", server.cli_ok(&["status"]));
@@ -106,20 +65,9 @@ fn assert_server_serving(server: &ServerProcess) {
     assert_eq!(health_check(server.authz_port()), Ok(true));
     assert_eq!(health_check(server.admin_port()), Ok(true));
     assert_eq!(
-        health(server.authz_port(), "envoy.service.auth.v3.Authorization"),
+        service_health_check(server.authz_port(), "envoy.service.auth.v3.Authorization"),
         Ok(true)
     );
-}
-
-fn client_credentials(transmitter: &Transmitter) -> String {
-    format!(
-        r#"management_token_endpoint = "{}"
-management_client_id = "{}"
-management_client_secret_env = "TEST_SSF_MANAGEMENT_SECRET"
-management_scope = "ssf.manage""#,
-        transmitter.token_endpoint(),
-        MANAGEMENT_CLIENT.0
-    )
 }
 
 #[test]
@@ -127,31 +75,14 @@ fn a_managed_stream_reports_its_status_verifies_periodically_and_has_its_own_hea
     let transmitter = Transmitter::start();
     transmitter.set_status("enabled", Some("ready"));
     let admin_port = support::ports::free_port();
-    let server = {
-        // The client secret comes from the environment.
-        let credential = client_credentials(&transmitter);
-        ServerProcess::builder()
-            .admin_port(admin_port)
-            .env("TEST_SSF_PUSH_SECRET", SECRET)
-            .env("TEST_SSF_MANAGEMENT_SECRET", MANAGEMENT_CLIENT.1)
-            .extra_toml(&format!(
-                r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-authorization_header_env = "TEST_SSF_PUSH_SECRET"
-push_url = "http://127.0.0.1:{admin_port}{PUSH}"
-verification_interval = "2s"
-verification_timeout = "1500ms"
-{credential}
-"#,
-                issuer = transmitter.issuer(),
-                token_issuer = tokens::ISSUER,
-            ))
-            .start()
-    };
+    // The client secret comes from the environment.
+    let server = StreamConfig::new(&transmitter)
+        .push_authorization(PUSH_SECRET)
+        .push_url(admin_port)
+        .verification("2s", "1500ms")
+        .management_client(MANAGEMENT_CLIENT.1)
+        .configure(ServerProcess::builder().admin_port(admin_port))
+        .start();
 
     // Configured with an access token from the token endpoint, verified, enabled: SERVING.
     wait_for_health(&server, true);
@@ -162,10 +93,7 @@ verification_timeout = "1500ms"
     assert_eq!(status["status_reason"], "ready", "{status}");
     assert_eq!(status["stream_id"], "stream-1", "{status}");
     assert_eq!(status["delivery"], "push");
-    assert_eq!(
-        status["endpoint"],
-        format!("http://127.0.0.1:{admin_port}{PUSH}").as_str()
-    );
+    assert_eq!(status["endpoint"], push_url(admin_port).as_str());
     assert_eq!(status["verification"]["outcome"], "succeeded", "{status}");
     assert!(
         status["verification"]["requested_at"].is_string(),
@@ -281,7 +209,7 @@ verification_timeout = "1500ms"
     wait_until("a rate-limited verification", PATIENCE, |_| {
         (verifications(&server, "rate_limited") >= 1).then_some(())
     });
-    assert_eq!(health(server.admin_port(), SERVICE), Ok(true));
+    assert_eq!(service_health_check(server.admin_port(), SERVICE), Ok(true));
     let status = stream_status(&server);
     assert_eq!(status["verification"]["outcome"], "succeeded", "{status}");
 }
@@ -290,28 +218,11 @@ verification_timeout = "1500ms"
 fn a_wrong_client_secret_configures_nothing_and_the_stream_stays_not_serving() {
     let transmitter = Transmitter::start();
     let admin_port = support::ports::free_port();
-    let mut builder_credential = client_credentials(&transmitter);
-    builder_credential.push('\n');
-    let server = ServerProcess::builder()
-        .admin_port(admin_port)
-        .env("TEST_SSF_PUSH_SECRET", SECRET)
-        .env(
-            "TEST_SSF_MANAGEMENT_SECRET",
-            "not-the-secret-0123456789abcdef",
-        )
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-authorization_header_env = "TEST_SSF_PUSH_SECRET"
-push_url = "http://127.0.0.1:{admin_port}{PUSH}"
-{builder_credential}"#,
-            issuer = transmitter.issuer(),
-            token_issuer = tokens::ISSUER,
-        ))
+    let server = StreamConfig::new(&transmitter)
+        .push_authorization(PUSH_SECRET)
+        .push_url(admin_port)
+        .management_client("not-the-secret-0123456789abcdef")
+        .configure(ServerProcess::builder().admin_port(admin_port))
         .start();
     wait_until("the token endpoint refuses the secret", PATIENCE, |_| {
         (transmitter.polled(|queue| queue.token_refusals) >= 1).then_some(())
@@ -319,7 +230,10 @@ push_url = "http://127.0.0.1:{admin_port}{PUSH}"
     assert!(
         transmitter.polled(|queue| queue.stream.is_none() && queue.management_calls.is_empty())
     );
-    assert_eq!(health(server.admin_port(), SERVICE), Ok(false));
+    assert_eq!(
+        service_health_check(server.admin_port(), SERVICE),
+        Ok(false)
+    );
     assert_server_serving(&server);
     let status = stream_status(&server);
     assert_eq!(status["stream_id"], "", "{status}");
@@ -330,28 +244,12 @@ push_url = "http://127.0.0.1:{admin_port}{PUSH}"
 #[test]
 fn a_polled_stream_is_verified_through_its_poll() {
     let transmitter = Transmitter::start();
-    let server = ServerProcess::builder()
-        .env("TEST_SSF_POLL_TOKEN", POLL_TOKEN)
-        .env("TEST_SSF_MANAGEMENT_TOKEN", MANAGEMENT_TOKEN)
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-delivery = "poll"
-poll_endpoint = "{endpoint}"
-poll_token_env = "TEST_SSF_POLL_TOKEN"
-long_poll = "1s"
-management_token_env = "TEST_SSF_MANAGEMENT_TOKEN"
-verification_interval = "1h"
-verification_timeout = "20s"
-"#,
-            issuer = transmitter.issuer(),
-            endpoint = transmitter.poll_endpoint(),
-            token_issuer = tokens::ISSUER,
-        ))
+    let server = StreamConfig::new(&transmitter)
+        .poll()
+        .poll_token()
+        .management_token()
+        .verification("1h", "20s")
+        .configure(ServerProcess::builder())
         .start();
     wait_for_health(&server, true);
     let stream = transmitter
@@ -380,27 +278,16 @@ fn a_verification_event_pushed_to_another_replica_verifies_the_one_that_asked() 
     let transmitter = Transmitter::start();
     let a_port = support::ports::free_port();
     let replica = |admin_port: u16| {
-        ServerProcess::builder()
-            .redis(&redis.url())
-            .admin_port(admin_port)
-            .env("TEST_SSF_PUSH_SECRET", SECRET)
-            .env("TEST_SSF_MANAGEMENT_TOKEN", MANAGEMENT_TOKEN)
-            .extra_toml(&format!(
-                r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-authorization_header_env = "TEST_SSF_PUSH_SECRET"
-management_token_env = "TEST_SSF_MANAGEMENT_TOKEN"
-push_url = "http://127.0.0.1:{a_port}{PUSH}"
-verification_interval = "1h"
-verification_timeout = "60s"
-"#,
-                issuer = transmitter.issuer(),
-                token_issuer = tokens::ISSUER,
-            ))
+        StreamConfig::new(&transmitter)
+            .push_authorization(PUSH_SECRET)
+            .management_token()
+            .push_url(a_port)
+            .verification("1h", "60s")
+            .configure(
+                ServerProcess::builder()
+                    .redis(&redis.url())
+                    .admin_port(admin_port),
+            )
             .start()
     };
     // A's own verification event is held back: A keeps awaiting its state.
@@ -429,7 +316,7 @@ verification_timeout = "60s"
         1
     );
     assert_eq!(
-        health(a.admin_port(), SERVICE),
+        service_health_check(a.admin_port(), SERVICE),
         Ok(false),
         "A is not verified"
     );

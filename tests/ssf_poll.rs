@@ -6,53 +6,24 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use support::check::{CheckClient, Outcome};
 use support::redis::RedisProcess;
 use support::server::ServerProcess;
+use support::ssf::{StreamConfig, user, user_set};
 use support::tokens;
-use support::transmitter::{
-    ACCOUNT_DISABLED, POLL_CLIENT, POLL_TOKEN, SESSION_REVOKED, Transmitter,
-};
+use support::transmitter::{ACCOUNT_DISABLED, SESSION_REVOKED, Transmitter};
 use support::wait_until;
 
-const AUDIENCE: &str = "https://revoker.test/ssf";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn replica(redis: &RedisProcess, transmitter: &Transmitter) -> ServerProcess {
-    ServerProcess::builder()
-        .redis(&redis.url())
-        .env("TEST_SSF_POLL_TOKEN", POLL_TOKEN)
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-delivery = "poll"
-poll_endpoint = "{endpoint}"
-poll_token_env = "TEST_SSF_POLL_TOKEN"
-long_poll = "1s"
-"#,
-            issuer = transmitter.issuer(),
-            endpoint = transmitter.poll_endpoint(),
-            token_issuer = tokens::ISSUER,
-        ))
+    StreamConfig::new(transmitter)
+        .poll()
+        .poll_token()
+        .configure(ServerProcess::builder().redis(&redis.url()))
         .start()
-}
-
-fn user(sub: &str) -> Value {
-    json!({"format": "iss_sub", "iss": tokens::ISSUER, "sub": sub})
-}
-
-fn wait_for(client: &mut CheckClient, token: &str, expected: Outcome) {
-    wait_until(&format!("Check → {expected:?}"), PATIENCE, |last| {
-        let outcome = client.check(token);
-        *last = format!("{outcome:?}");
-        (outcome == expected).then_some(())
-    });
 }
 
 #[test]
@@ -67,14 +38,14 @@ fn polled_events_are_recorded_acknowledged_and_denied_everywhere() {
     );
     let alice = tokens::valid("alice");
     let bob = tokens::valid("bob");
-    let jti = transmitter.queue(&transmitter.set(
-        AUDIENCE,
+    let jti = transmitter.queue(&user_set(
+        &transmitter,
         SESSION_REVOKED,
-        user("alice"),
+        "alice",
         json!({"event_timestamp": tokens::now()}),
     ));
-    wait_for(&mut check_a, &alice, Outcome::Denied(401));
-    wait_for(&mut check_b, &alice, Outcome::Denied(401));
+    check_a.wait_for(&alice, Outcome::Denied(401), PATIENCE);
+    check_b.wait_for(&alice, Outcome::Denied(401), PATIENCE);
     assert_eq!(check_a.check(&bob), Outcome::Allowed);
     wait_until("the SET is acknowledged", PATIENCE, |_| {
         transmitter
@@ -103,10 +74,10 @@ fn during_a_store_outage_nothing_is_acknowledged_and_nothing_lost() {
     let a = replica(&redis, &transmitter);
     let dave = tokens::valid("dave");
     redis.kill();
-    let jti = transmitter.queue(&transmitter.set(
-        AUDIENCE,
+    let jti = transmitter.queue(&user_set(
+        &transmitter,
         ACCOUNT_DISABLED,
-        user("dave"),
+        "dave",
         json!({"reason": "hijacking"}),
     ));
     // It is polled (more than once) but not acknowledged while the store is down.
@@ -122,42 +93,22 @@ fn during_a_store_outage_nothing_is_acknowledged_and_nothing_lost() {
             .then_some(())
     });
     let mut check = CheckClient::connect(a.authz_port());
-    wait_for(&mut check, &dave, Outcome::Denied(401));
+    check.wait_for(&dave, Outcome::Denied(401), PATIENCE);
 }
 
 #[test]
 fn polling_with_oauth_client_credentials() {
     let redis = RedisProcess::start();
     let transmitter = Transmitter::start();
-    let server = ServerProcess::builder()
-        .redis(&redis.url())
-        .env("TEST_SSF_POLL_SECRET", POLL_CLIENT.1)
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-delivery = "poll"
-poll_endpoint = "{endpoint}"
-poll_token_endpoint = "{token_endpoint}"
-poll_client_id = "{client}"
-poll_client_secret_env = "TEST_SSF_POLL_SECRET"
-poll_scope = "ssf.read"
-long_poll = "1s"
-"#,
-            issuer = transmitter.issuer(),
-            endpoint = transmitter.poll_endpoint(),
-            token_endpoint = transmitter.token_endpoint(),
-            client = POLL_CLIENT.0,
-            token_issuer = tokens::ISSUER,
-        ))
+    let server = StreamConfig::new(&transmitter)
+        .poll()
+        .poll_client_credentials()
+        .configure(ServerProcess::builder().redis(&redis.url()))
         .start();
     let erin = tokens::valid("erin");
-    transmitter.queue(&transmitter.set(AUDIENCE, ACCOUNT_DISABLED, user("erin"), json!({})));
+    transmitter.queue(&user_set(&transmitter, ACCOUNT_DISABLED, "erin", json!({})));
     let mut check = CheckClient::connect(server.authz_port());
-    wait_for(&mut check, &erin, Outcome::Denied(401));
+    check.wait_for(&erin, Outcome::Denied(401), PATIENCE);
     // One token, reused for every poll since (it lives 60 s).
     let (issued, polls) = transmitter.polled(|queue| (queue.tokens_issued, queue.polls));
     assert_eq!(issued, 1);

@@ -12,51 +12,21 @@ use support::check::{CheckClient, Outcome};
 use support::http;
 use support::redis::RedisProcess;
 use support::server::ServerProcess;
-use support::tokens;
-use support::transmitter::{
-    ACCOUNT_DISABLED, MANAGEMENT_TOKEN, SESSION_REVOKED, Transmitter, push,
+use support::ssf::{
+    AUDIENCE, PUSH_AUTHORIZATION, PUSH_PATH, PUSH_SECRET, StreamConfig, push_set, user, user_set,
 };
+use support::tokens;
+use support::transmitter::{ACCOUNT_DISABLED, SESSION_REVOKED, Transmitter, push};
 use support::wait_until;
 
-const AUDIENCE: &str = "https://revoker.test/ssf";
-const SECRET: &str = "0123456789abcdef-push-secret";
-const PUSH: &str = "/ssf/push/idp";
 /// How long a revocation may take to reach another replica.
 const PROPAGATION: Duration = Duration::from_secs(15);
 
 fn replica(redis: &RedisProcess, transmitter: &Transmitter) -> ServerProcess {
-    ServerProcess::builder()
-        .redis(&redis.url())
-        .env("TEST_SSF_PUSH_SECRET", &format!("Bearer {SECRET}"))
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-authorization_header_env = "TEST_SSF_PUSH_SECRET"
-"#,
-            issuer = transmitter.issuer(),
-            token_issuer = tokens::ISSUER,
-        ))
+    StreamConfig::new(transmitter)
+        .push_authorization(PUSH_AUTHORIZATION)
+        .configure(ServerProcess::builder().redis(&redis.url()))
         .start()
-}
-
-fn user(sub: &str) -> Value {
-    json!({"format": "iss_sub", "iss": tokens::ISSUER, "sub": sub})
-}
-
-fn wait_for(client: &mut CheckClient, token: &str, expected: Outcome) {
-    wait_until(&format!("Check → {expected:?}"), PROPAGATION, |last| {
-        let outcome = client.check(token);
-        *last = format!("{outcome:?}");
-        (outcome == expected).then_some(())
-    });
-}
-
-fn bearer() -> Option<&'static str> {
-    Some("Bearer 0123456789abcdef-push-secret")
 }
 
 #[test]
@@ -74,17 +44,17 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
     assert_eq!(check_a.check(&alice), Outcome::Allowed);
     assert_eq!(check_b.check(&alice), Outcome::Allowed);
 
-    let set = transmitter.set(
-        AUDIENCE,
+    let set = user_set(
+        &transmitter,
         SESSION_REVOKED,
-        user("alice"),
+        "alice",
         json!({"event_timestamp": tokens::now(), "reason_admin": {"en": "Landspeed violation"}}),
     );
-    let answer = push(a.admin_port(), PUSH, &set, bearer());
+    let answer = push_set(a.admin_port(), &set);
     assert_eq!(answer.status, 202, "{}", answer.text());
     assert!(answer.body.is_empty());
     assert_eq!(check_a.check(&alice), Outcome::Denied(401), "A at once");
-    wait_for(&mut check_b, &alice, Outcome::Denied(401));
+    check_b.wait_for(&alice, Outcome::Denied(401), PROPAGATION);
     assert_eq!(check_a.check(&bob), Outcome::Allowed);
     assert_eq!(check_b.check(&bob), Outcome::Allowed);
     // A token issued after the event passes (a subject revocation covers tokens issued up
@@ -100,7 +70,7 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
 
     // Redelivered (to the other replica, too): 202, nothing new.
     for server in [&a, &b] {
-        let again = push(server.admin_port(), PUSH, &set, bearer());
+        let again = push_set(server.admin_port(), &set);
         assert_eq!(again.status, 202, "{}", again.text());
     }
     let metrics = http::get(a.metrics_port(), "/metrics").text();
@@ -132,7 +102,7 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
         json!({"format": "opaque", "id": "stream-1"}),
         json!({"status": "disabled", "reason": "maintenance"}),
     );
-    assert_eq!(push(a.admin_port(), PUSH, &disabled, bearer()).status, 202);
+    assert_eq!(push_set(a.admin_port(), &disabled).status, 202);
     let metrics = http::get(a.metrics_port(), "/metrics").text();
     assert!(
         metrics.contains(r#"jwt_revoker_ssf_stream_status{stream="idp",status="disabled"} 1"#),
@@ -147,7 +117,7 @@ fn a_pushed_event_is_denied_by_every_replica_once_acknowledged() {
     assert_eq!(stream["status_reason"], "maintenance", "{status}");
     assert_eq!(stream["status_source"], "stream_updated", "{status}");
     assert_eq!(stream["delivery"], "push", "{status}");
-    assert_eq!(stream["endpoint"], PUSH, "{status}");
+    assert_eq!(stream["endpoint"], PUSH_PATH, "{status}");
     assert_eq!(stream["healthy"], false, "{status}");
 }
 
@@ -159,7 +129,7 @@ fn bad_pushes_are_refused_with_their_code_and_revoke_nothing() {
     let mut check = CheckClient::connect(server.authz_port());
     let carol = tokens::valid("carol");
     let event = || json!({"reason": "hijacking"});
-    let good = transmitter.set(AUDIENCE, ACCOUNT_DISABLED, user("carol"), event());
+    let good = user_set(&transmitter, ACCOUNT_DISABLED, "carol", event());
     let port = server.admin_port();
     let code = |answer: http::Response| {
         assert_eq!(answer.status, 400, "{}", answer.text());
@@ -167,11 +137,14 @@ fn bad_pushes_are_refused_with_their_code_and_revoke_nothing() {
         assert_eq!(answer.header("content-language"), Some("en"));
         answer.json()["err"].as_str().unwrap_or_default().to_owned()
     };
-    assert_eq!(code(push(port, PUSH, &good, None)), "authentication_failed");
+    assert_eq!(
+        code(push(port, PUSH_PATH, &good, None)),
+        "authentication_failed"
+    );
     assert_eq!(
         code(push(
             port,
-            PUSH,
+            PUSH_PATH,
             &good,
             Some("Bearer 0123456789abcdef-push-secreX")
         )),
@@ -183,43 +156,43 @@ fn bad_pushes_are_refused_with_their_code_and_revoke_nothing() {
         user("carol"),
         event(),
     );
-    assert_eq!(
-        code(push(port, PUSH, &other_audience, bearer())),
-        "invalid_audience"
-    );
+    assert_eq!(code(push_set(port, &other_audience)), "invalid_audience");
     let mut claims: Value = json!({
         "iss": "https://evil.test", "aud": AUDIENCE, "iat": tokens::now(), "jti": "x",
         "sub_id": user("carol"), "events": {ACCOUNT_DISABLED: {}}
     });
     assert_eq!(
-        code(push(port, PUSH, &transmitter.sign(&claims), bearer())),
+        code(push_set(port, &transmitter.sign(&claims))),
         "invalid_issuer"
     );
     claims["iss"] = json!(transmitter.issuer());
     claims["sub_id"] = json!({"format": "iss_sub", "iss": tokens::HMAC_ISSUER, "sub": "carol"});
     assert_eq!(
-        code(push(port, PUSH, &transmitter.sign(&claims), bearer())),
+        code(push_set(port, &transmitter.sign(&claims))),
         "access_denied"
     );
     // An access token, signed by a key the server trusts, is not a SET.
-    assert_eq!(code(push(port, PUSH, &carol, bearer())), "invalid_request");
+    assert_eq!(code(push_set(port, &carol)), "invalid_request");
     // A SET signed by a key the transmitter does not publish.
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.typ = Some("secevent+jwt".to_owned());
     let untrusted = std::fs::read(support::fixture("keys/rsa-untrusted.pem")).expect("pem");
     let untrusted = jsonwebtoken::EncodingKey::from_rsa_pem(&untrusted).expect("key");
     let forged = jsonwebtoken::encode(&header, &claims, &untrusted).expect("sign");
-    assert_eq!(code(push(port, PUSH, &forged, bearer())), "invalid_key");
-    let wrong_type = http::Request::new("POST", PUSH)
+    assert_eq!(code(push_set(port, &forged)), "invalid_key");
+    let wrong_type = http::Request::new("POST", PUSH_PATH)
         .header("content-type", "application/jwt")
-        .header("authorization", "Bearer 0123456789abcdef-push-secret")
+        .header("authorization", PUSH_AUTHORIZATION)
         .body(good.clone())
         .send(port);
     assert_eq!(code(wrong_type), "invalid_request");
-    assert_eq!(push(port, "/ssf/push/nope", &good, bearer()).status, 404);
+    assert_eq!(
+        push(port, "/ssf/push/nope", &good, Some(PUSH_AUTHORIZATION)).status,
+        404
+    );
     assert_eq!(check.check(&carol), Outcome::Allowed, "nothing was revoked");
     // The same SET, pushed properly, works.
-    assert_eq!(push(port, PUSH, &good, bearer()).status, 202);
+    assert_eq!(push_set(port, &good).status, 202);
     assert_eq!(check.check(&carol), Outcome::Denied(401));
 }
 
@@ -230,50 +203,37 @@ fn a_store_outage_answers_503_and_the_redelivered_set_is_recorded() {
     let a = replica(&redis, &transmitter);
     let b = replica(&redis, &transmitter);
     let dave = tokens::valid("dave");
-    let set = transmitter.set(
-        AUDIENCE,
+    let set = user_set(
+        &transmitter,
         ACCOUNT_DISABLED,
-        user("dave"),
+        "dave",
         json!({"reason": "bulk-account"}),
     );
     redis.kill();
-    let answer = push(a.admin_port(), PUSH, &set, bearer());
+    let answer = push_set(a.admin_port(), &set);
     assert_eq!(answer.status, 503, "{}", answer.text());
     assert!(answer.header("retry-after").is_some());
     redis.restart();
     // The transmitter redelivers until it is acknowledged.
     wait_until("the redelivered SET is accepted", PROPAGATION, |last| {
-        let answer = push(a.admin_port(), PUSH, &set, bearer());
+        let answer = push_set(a.admin_port(), &set);
         *last = format!("{} {}", answer.status, answer.text());
         (answer.status == 202).then_some(())
     });
     let mut check_b = CheckClient::connect(b.authz_port());
-    wait_for(&mut check_b, &dave, Outcome::Denied(401));
+    check_b.wait_for(&dave, Outcome::Denied(401), PROPAGATION);
 }
 
 #[test]
 fn the_stream_is_created_at_the_transmitter_and_verified() {
     let transmitter = Transmitter::start();
     let admin_port = support::ports::free_port();
-    let push_url = format!("http://127.0.0.1:{admin_port}{PUSH}");
-    let server = ServerProcess::builder()
-        .admin_port(admin_port)
-        .env("TEST_SSF_PUSH_SECRET", SECRET)
-        .env("TEST_SSF_MANAGEMENT_TOKEN", MANAGEMENT_TOKEN)
-        .extra_toml(&format!(
-            r#"
-[[ssf.streams]]
-name = "idp"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-token_issuers = ["{token_issuer}"]
-authorization_header_env = "TEST_SSF_PUSH_SECRET"
-management_token_env = "TEST_SSF_MANAGEMENT_TOKEN"
-push_url = "{push_url}"
-"#,
-            issuer = transmitter.issuer(),
-            token_issuer = tokens::ISSUER,
-        ))
+    let push_url = support::ssf::push_url(admin_port);
+    let server = StreamConfig::new(&transmitter)
+        .push_authorization(PUSH_SECRET)
+        .management_token()
+        .push_url(admin_port)
+        .configure(ServerProcess::builder().admin_port(admin_port))
         .start();
     // Created with its push delivery and the events it maps; then the verification event
     // the transmitter sends (with the requested state) is accepted.
@@ -284,7 +244,7 @@ push_url = "{push_url}"
     assert_eq!(stream["delivery"]["endpoint_url"], push_url.as_str());
     assert_eq!(
         stream["delivery"]["authorization_header"],
-        format!("Bearer {SECRET}").as_str()
+        format!("Bearer {PUSH_SECRET}").as_str()
     );
     assert!(
         stream["events_requested"]

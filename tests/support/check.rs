@@ -1,6 +1,7 @@
 //! A gRPC client for jwt-revoker's authorization port: sends Envoy's ext_authz `Check` with
 //! a bearer token, as Envoy would, and sums up the answer.
 
+use super::wait_until;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
@@ -82,5 +83,15 @@ impl CheckClient {
             }
             other => panic!("Check answered neither allow nor deny: {other:?}"),
         }
+    }
+
+    /// Checks `token` until the answer is `expected`, or panics after `timeout` with the
+    /// last answer.
+    pub fn wait_for(&mut self, token: &str, expected: Outcome, timeout: Duration) {
+        wait_until(&format!("Check → {expected:?}"), timeout, |last| {
+            let outcome = self.check(token);
+            *last = format!("{outcome:?}");
+            (outcome == expected).then_some(())
+        });
     }
 }

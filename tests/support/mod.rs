@@ -17,6 +17,7 @@ pub mod ports;
 pub mod redis;
 pub mod redis_ha;
 pub mod server;
+pub mod ssf;
 pub mod stack;
 pub mod tokens;
 pub mod transmitter;

@@ -498,6 +498,13 @@ fn clear_env(command: &mut Command) {
 /// server is SERVING. Runs on its own thread and runtime, so it can be called from sync
 /// and async code alike.
 pub fn health_check(port: u16) -> Result<bool, String> {
+    service_health_check(port, "")
+}
+
+/// Asks `grpc.health.v1.Health/Check` on `127.0.0.1:port` whether `service` (e.g. a
+/// stream's `jwtrevoker.ssf.<name>`) is SERVING, as [`health_check`] does for the server.
+pub fn service_health_check(port: u16, service: &str) -> Result<bool, String> {
+    let service = service.to_owned();
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
@@ -519,9 +526,7 @@ pub fn health_check(port: u16) -> Result<bool, String> {
                         .map_err(|e| format!("connect: {e}"))?;
                         let mut client = HealthClient::new(channel);
                         let response = client
-                            .check(HealthCheckRequest {
-                                service: String::new(),
-                            })
+                            .check(HealthCheckRequest { service })
                             .await
                             .map_err(|status| format!("health check: {status}"))?;
                         Ok(response.into_inner().status == ServingStatus::Serving as i32)
