@@ -253,7 +253,7 @@ impl FilterSettings {
                 max_token_lifetime,
                 allow_missing_iat: raw.allow_missing_iat,
             },
-            revocable_claims,
+            revocable_claims: raw.revocable_claims,
         })
     }
 }
