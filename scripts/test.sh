@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 say "checking the tools the tests need"
-ensure_commands redis-server:redis-server redis-cli:redis-tools shellcheck:shellcheck promtool:prometheus
+ensure_commands redis-server:redis-server redis-cli:redis-tools shellcheck:shellcheck promtool:prometheus openssl:openssl
 ensure_envoy
 ensure_manifest_tools
 # The real OpenID Provider of tests/oidc_provider.rs: npm's oidc-provider, pinned by
