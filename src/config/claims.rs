@@ -45,20 +45,14 @@ pub(super) fn validate_revocable_claims(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Overrides};
-    use std::path::Path;
+    use super::super::Config;
 
     fn parse(claims: &str) -> Result<Config, String> {
         let text = format!(
             "[[issuers]]\nissuer = \"https://idp.example.com\"\naudiences = [\"api\"]\n\
              jwks = '{{\"keys\": []}}'\nalgorithms = [\"RS256\"]\nrevocable_claims = {claims}\n"
         );
-        let overrides = Overrides {
-            admin_token: Some("0123456789abcdef0123".to_owned()),
-            ..Overrides::default()
-        };
-        Config::parse(&text, Path::new("t.toml"), Path::new("/etc/jr"), &overrides)
-            .map_err(|e| e.to_string())
+        crate::config::parse_for_test(&text)
     }
 
     #[test]

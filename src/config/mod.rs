@@ -1093,6 +1093,18 @@ fn inline_jwks_json(key: &str, value: toml::Value) -> Result<String, ConfigError
     Ok(json)
 }
 
+/// Parses `text` as a config file, with an admin token given, for unit tests; the error as
+/// its message.
+#[cfg(test)]
+pub(crate) fn parse_for_test(text: &str) -> Result<Config, String> {
+    let overrides = Overrides {
+        admin_token: Some("0123456789abcdef0123".to_owned()),
+        ..Overrides::default()
+    };
+    Config::parse(text, Path::new("t.toml"), Path::new("/etc/jr"), &overrides)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

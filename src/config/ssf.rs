@@ -785,8 +785,7 @@ fn secret(key: &str, text: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Overrides};
-    use std::path::Path;
+    use super::super::Config;
 
     const BASE: &str = r#"
 [[issuers]]
@@ -797,17 +796,7 @@ algorithms = ["RS256"]
 "#;
 
     fn parse(extra: &str) -> Result<Config, String> {
-        let overrides = Overrides {
-            admin_token: Some("0123456789abcdef0123".to_owned()),
-            ..Overrides::default()
-        };
-        Config::parse(
-            &format!("{BASE}{extra}"),
-            Path::new("t.toml"),
-            Path::new("/etc/jr"),
-            &overrides,
-        )
-        .map_err(|e| e.to_string())
+        crate::config::parse_for_test(&format!("{BASE}{extra}"))
     }
 
     #[test]
@@ -925,19 +914,7 @@ jwks_uri = "https://idp.example.com/ssf/jwks"
             "algorithms = [\"RS256\"]\n",
             "algorithms = [\"RS256\"]\nrevocable_claims = [\"email\", \"phone_number\"]\n",
         );
-        let parse_with = |extra: &str| {
-            let overrides = Overrides {
-                admin_token: Some("0123456789abcdef0123".to_owned()),
-                ..Overrides::default()
-            };
-            Config::parse(
-                &format!("{base}{extra}"),
-                Path::new("t.toml"),
-                Path::new("/etc/jr"),
-                &overrides,
-            )
-            .map_err(|e| e.to_string())
-        };
+        let parse_with = |extra: &str| crate::config::parse_for_test(&format!("{base}{extra}"));
         let stream = |map: &str| {
             format!(
                 "[[ssf.streams]]\nname = \"s\"\nissuer = \"https://idp.example.com\"\n\

@@ -103,7 +103,7 @@ pub(super) fn read(
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::{Config, Overrides};
+    use super::super::super::Config;
     use super::Credential;
     use std::path::Path;
     use std::time::Duration;
@@ -124,17 +124,7 @@ push_url = "https://revoker.example.com/ssf/push/s"
 "#;
 
     fn parse(extra: &str) -> Result<Config, String> {
-        let overrides = Overrides {
-            admin_token: Some("0123456789abcdef0123".to_owned()),
-            ..Overrides::default()
-        };
-        Config::parse(
-            &format!("{BASE}{extra}"),
-            Path::new("t.toml"),
-            Path::new("/etc/jr"),
-            &overrides,
-        )
-        .map_err(|e| e.to_string())
+        crate::config::parse_for_test(&format!("{BASE}{extra}"))
     }
 
     /// Client credentials keys, the secret in a file under `dir`.
