@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 /// The largest token response read.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// The longest a token from a token endpoint is kept, whatever its `expires_in`.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 /// A token is renewed this long before the `expires_in` it came with.
 const RENEW_EARLY: Duration = Duration::from_secs(30);
 
@@ -78,13 +80,9 @@ impl TokenSource {
         if !response.status().is_success() {
             return Err(format!("token endpoint: HTTP {}", response.status()));
         }
-        let bytes = response
-            .bytes()
+        let bytes = super::body::read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
             .await
             .map_err(|e| format!("token endpoint: {e}"))?;
-        if bytes.len() > MAX_TOKEN_RESPONSE_BYTES {
-            return Err("token endpoint: response too large".to_owned());
-        }
         let answer: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("token endpoint: {e}"))?;
         let token = answer
@@ -93,10 +91,14 @@ impl TokenSource {
             .filter(|token| !token.is_empty())
             .ok_or("token endpoint: no access_token")?
             .to_owned();
+        // A lifetime beyond a day is taken as a day: the token is renewed sooner, and a
+        // huge `expires_in` cannot overflow the deadline.
         let lifetime = answer
             .get("expires_in")
             .and_then(Value::as_u64)
-            .map_or(Duration::from_secs(300), Duration::from_secs);
+            .map_or(Duration::from_secs(300), |seconds| {
+                Duration::from_secs(seconds.min(MAX_TOKEN_LIFETIME_SECS))
+            });
         *cached = Some((
             token.clone(),
             Instant::now() + lifetime.saturating_sub(RENEW_EARLY),
@@ -141,5 +143,34 @@ impl TokenSource {
             .send()
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssf::body::tests::answer_once;
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_kept_a_day_at_most_and_does_not_overflow() {
+        let body = r#"{"access_token": "t-1", "expires_in": 18446744073709551615}"#;
+        let url =
+            answer_once(format!("content-length: {}\r\n\r\n{body}", body.len()).into_bytes()).await;
+        let source = TokenSource::new(Credential::ClientCredentials {
+            token_endpoint: url,
+            client_id: "c".to_owned(),
+            client_secret: "s".to_owned(),
+            scope: None,
+        });
+        let client = reqwest::Client::new();
+        assert_eq!(source.token(&client).await, Ok("t-1".to_owned()));
+        let until = source.cached.lock().await.as_ref().map(|(_, until)| *until);
+        let kept = until.expect("cached").duration_since(Instant::now());
+        assert!(
+            kept <= Duration::from_secs(MAX_TOKEN_LIFETIME_SECS),
+            "{kept:?}"
+        );
+        // Cached: the one-request server is gone, yet the token is answered.
+        assert_eq!(source.token(&client).await, Ok("t-1".to_owned()));
     }
 }

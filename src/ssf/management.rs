@@ -14,6 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The largest configuration or status answer read from a transmitter.
+const MAX_MANAGEMENT_RESPONSE_BYTES: usize = 256 * 1024;
+/// The longest `min_verification_interval` honoured (a transmitter asking for more gets
+/// verified daily): a huge value must neither overflow a deadline nor stop verification.
+const MAX_MIN_VERIFICATION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// The event types requested: every type the mapping acts on or records.
 pub const EVENTS_REQUESTED: &[&str] = &[
     "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
@@ -159,8 +165,8 @@ pub async fn call(
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    let body = super::body::read_capped(response, MAX_MANAGEMENT_RESPONSE_BYTES).await?;
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 async fn manage(
@@ -245,7 +251,7 @@ async fn manage(
         min_verification_interval: answer
             .get("min_verification_interval")
             .and_then(Value::as_u64)
-            .map(Duration::from_secs),
+            .map(|seconds| Duration::from_secs(seconds).min(MAX_MIN_VERIFICATION_INTERVAL)),
     })
 }
 

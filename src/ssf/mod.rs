@@ -19,6 +19,7 @@
 //! - [`metrics`]: the `jwt_revoker_ssf_sets_total` counter.
 //! - [`error`]: [`SetError`] and its RFC 8935 error codes.
 
+pub(crate) mod body;
 pub mod credentials;
 pub mod error;
 pub mod gtr;

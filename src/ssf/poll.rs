@@ -117,7 +117,7 @@ async fn poll_once(
     request: &Value,
 ) -> Result<(Vec<(String, String)>, bool), String> {
     let bearer = settings.credential.token(client).await?;
-    let mut response = client
+    let response = client
         .post(&settings.endpoint)
         .bearer_auth(bearer)
         .header(reqwest::header::CONTENT_LANGUAGE, "en")
@@ -134,13 +134,9 @@ async fn poll_once(
     if !response.status().is_success() {
         return Err(format!("HTTP status {}", response.status()));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err("poll response too large".to_owned());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::body::read_capped(response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| format!("poll {e}"))?;
     let answer: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
     let more = answer
         .get("moreAvailable")

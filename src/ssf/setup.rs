@@ -220,13 +220,9 @@ pub async fn discover(issuer: &str) -> Result<Value, (String, String)> {
         if !response.status().is_success() {
             return Err((url, format!("HTTP status {}", response.status())));
         }
-        let body = response
-            .bytes()
+        let body = super::body::read_capped(response, MAX_METADATA_BYTES)
             .await
-            .map_err(|e| (url.clone(), e.to_string()))?;
-        if body.len() > MAX_METADATA_BYTES {
-            return Err((url, "larger than 64 KiB".to_owned()));
-        }
+            .map_err(|e| (url.clone(), e))?;
         let metadata: Value =
             serde_json::from_slice(&body).map_err(|e| (url.clone(), format!("not JSON: {e}")))?;
         if metadata.get("issuer").and_then(Value::as_str) != Some(issuer) {

@@ -113,7 +113,7 @@ impl Verifier {
             };
             tokio::select! {
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                () = tokio::time::sleep_until(started + interval) => {}
+                () = tokio::time::sleep(interval.saturating_sub(started.elapsed())) => {}
             }
         }
     }
