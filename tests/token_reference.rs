@@ -55,14 +55,7 @@ fn world() -> &'static World {
             .build()
             .expect("runtime");
         let config = fixture::config();
-        let verifier = runtime
-            .block_on(Verifier::new(
-                &config.issuers,
-                config.leeway,
-                config.max_token_bytes,
-                config.max_token_lifetime,
-            ))
-            .expect("verifier");
+        let verifier = fixture::verifier(&runtime, &config);
         let read = |name: &str| std::fs::read(fixture::fixtures_dir().join(name)).expect("read");
         World {
             runtime,

@@ -74,6 +74,21 @@ pub fn config() -> Config {
     .expect("the fuzz fixture config is valid")
 }
 
+/// A verifier for `config`'s issuers, built on `runtime`.
+pub fn verifier(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+) -> jwt_revoker::token::Verifier {
+    runtime
+        .block_on(jwt_revoker::token::Verifier::new(
+            &config.issuers,
+            config.leeway,
+            config.max_token_bytes,
+            config.max_token_lifetime,
+        ))
+        .expect("the fixture verifier")
+}
+
 /// The fixture keys a target signs with: fast ones only (RSA signing costs ~1 ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {

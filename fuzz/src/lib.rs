@@ -30,14 +30,7 @@ impl Harness {
                 .build()
                 .expect("tokio runtime");
             let config = fixture::config();
-            let verifier = runtime
-                .block_on(Verifier::new(
-                    &config.issuers,
-                    config.leeway,
-                    config.max_token_bytes,
-                    config.max_token_lifetime,
-                ))
-                .expect("fixture verifier");
+            let verifier = fixture::verifier(&runtime, &config);
             let keys = Key::ALL.iter().map(|key| key.encoding_key()).collect();
             Harness {
                 runtime,
