@@ -1119,14 +1119,7 @@ fn propagation_on(bins: &Bins, title: &str, store: &str) -> Result<String> {
                 every_one_allows(&mut checkers, &request).await?,
                 "a fresh token was denied"
             );
-            let mut revoke = tonic::Request::new(RevokeRequest {
-                target: Some(revoke_request::Target::Token(token.clone())),
-                reason: "propagation benchmark".into(),
-                expires_at: None,
-            });
-            revoke
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
+            let revoke = revoke_token(token, "propagation benchmark")?;
             let admin = i % admins.len();
             let sent = Instant::now();
             admins[admin].revoke(revoke).await?;
@@ -1258,6 +1251,19 @@ async fn connect(port: u16) -> Result<Channel> {
         .timeout(Duration::from_secs(5))
         .connect()
         .await?)
+}
+
+/// An admin `Revoke` of `token` with `reason`, carrying the admin token.
+fn revoke_token(token: &str, reason: &str) -> Result<tonic::Request<RevokeRequest>> {
+    let mut revoke = tonic::Request::new(RevokeRequest {
+        target: Some(revoke_request::Target::Token(token.to_owned())),
+        reason: reason.to_owned(),
+        expires_at: None,
+    });
+    revoke
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
+    Ok(revoke)
 }
 
 /// Whether every checker allows `request`.

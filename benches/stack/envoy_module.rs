@@ -5,13 +5,12 @@
 //! Envoy refuses the token.
 
 use super::{
-    ADMIN_TOKEN, Bins, Http, MILLION, Process, ROUND, ROUNDS, Redis, Server, connect, envoy,
-    envoy_from, http_status, median, support, wait_for, wrk,
+    Bins, Http, MILLION, Process, ROUND, ROUNDS, Redis, Server, connect, envoy, envoy_from,
+    http_status, median, revoke_token, support, wait_for, wrk,
 };
 use anyhow::{Context, Result, ensure};
 use jsonwebtoken::Algorithm;
 use jwt_revoker::admin::pb::revocation_admin_client::RevocationAdminClient;
-use jwt_revoker::admin::pb::{RevokeRequest, revoke_request};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -184,14 +183,7 @@ fn propagation(server: &Server, listen: u16) -> Result<String> {
                 status_line(listen, token)? == 200,
                 "a fresh token was refused"
             );
-            let mut revoke = tonic::Request::new(RevokeRequest {
-                target: Some(revoke_request::Target::Token(token.clone())),
-                reason: "module propagation benchmark".into(),
-                expires_at: None,
-            });
-            revoke
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
+            let revoke = revoke_token(token, "module propagation benchmark")?;
             admin.revoke(revoke).await?;
             let revoked = Instant::now();
             while status_line(listen, token)? != 401 {
