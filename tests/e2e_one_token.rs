@@ -40,6 +40,17 @@ fn send_to(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> Response {
     request.send(stack.envoy.listen_port())
 }
 
+/// The path the app behind Envoy received for an allowed `GET path` with `authorization`.
+fn path_the_app_saw(stack: &Stack, path: &str, authorization: &str) -> String {
+    let response = send_to(stack, path, &[("authorization", authorization)]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    stack
+        .upstream
+        .last_request()
+        .expect("the app got the request")
+        .path
+}
+
 /// A valid token and a revoked one (revoked with the CLI, denied through Envoy).
 fn good_and_revoked(stack: &Stack) -> (String, String) {
     let good = tokens::valid("alice");
@@ -196,22 +207,16 @@ fn the_same_token_twice_passes_and_the_application_sees_no_copy_of_it() {
     assert_eq!(seen.header("cookie"), Some("theme=dark; lang=en"));
     // The same token as the RFC 6750 query parameter is taken out of the query.
     let path = format!("/api/items?x=1&access_token={good}&y=2");
-    let response = send_to(&stack, &path, &[("authorization", &bearer)]);
-    assert_eq!(response.status, 200, "{}", response.text());
-    let seen = stack
-        .upstream
-        .last_request()
-        .expect("the app got the request");
-    assert_eq!(seen.path, "/api/items?x=1&y=2");
+    assert_eq!(
+        path_the_app_saw(&stack, &path, &bearer),
+        "/api/items?x=1&y=2"
+    );
     // Under every name it appears as (Envoy removes parameters by their names as sent).
     let path = format!("/api/items?x=1&Access_Token={good}&access%2Etoken={good}&y=2");
-    let response = send_to(&stack, &path, &[("authorization", &bearer)]);
-    assert_eq!(response.status, 200, "{}", response.text());
-    let seen = stack
-        .upstream
-        .last_request()
-        .expect("the app got the request");
-    assert_eq!(seen.path, "/api/items?x=1&y=2");
+    assert_eq!(
+        path_the_app_saw(&stack, &path, &bearer),
+        "/api/items?x=1&y=2"
+    );
     // A cookie under a name PHP reads as the token cookie goes too.
     let dotted = format!("theme=dark; access.token={good}; access_token={good}");
     assert_eq!(send(&stack, &[("cookie", &dotted)]).status, 200);
